@@ -5,7 +5,10 @@
   instrument (a cross-section). Combining values takes the larger kind.
 * dtype: `BOOL < INT < FLOAT`.
 * unit: exponents over the base dimensions price, shares and bars. Currency is price x shares,
-  so `close * volume` is currency and `close / close` is dimensionless.
+  so `close * volume` is currency and `close / close` is dimensionless. A bare number or a
+  parameter has no unit of its own (`unit is None`): it takes the unit of what it is compared
+  with or added to, so `close > 10` and `mean(close * volume, 20) > 5e6` read naturally, while
+  `close + ret(close, 1)` is still an error.
 """
 from __future__ import annotations
 
@@ -81,16 +84,15 @@ BARS = Unit(bars=Fraction(1))
 class Type:
     kind: Kind
     dtype: DType
-    unit: Unit = DIMENSIONLESS
+    unit: Unit | None = DIMENSIONLESS
 
     def __str__(self) -> str:
-        unit = "" if self.dtype is DType.BOOL else f" {self.unit}"
+        unit = "" if self.dtype is DType.BOOL or self.unit is None else f" {self.unit}"
         return f"{self.kind.label} {self.dtype.label}{unit}".strip()
 
-    def with_(self, kind: Kind | None = None, dtype: DType | None = None,
-              unit: Unit | None = None) -> "Type":
-        return Type(self.kind if kind is None else kind, self.dtype if dtype is None else dtype,
-                    self.unit if unit is None else unit)
+    @property
+    def is_numeric(self) -> bool:
+        return self.dtype is not DType.BOOL
 
 
 def join_kind(*types: Type) -> Kind:

@@ -1,0 +1,849 @@
+"""The type checker: names, kinds, dtypes, units, windows, lookbacks and the safety rules.
+
+Input: the validated `PolicySpec` and the YAML node tree (for positions). Output: a
+`CheckedPolicy` with every expression parsed and typed, or diagnostics. The checker never stops at
+the first problem: an expression that fails to type yields `None`, and everything built on it is
+skipped quietly so that one mistake is reported once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES, Signature
+
+from . import ast as A
+from .diagnostics import Diagnostics, Label, suggestion
+from .expr import format_expr, parse_expr, span_in
+from .quantity import QuantityError, fraction
+from .schema import PolicySpec
+from .source import SourceFile, Span
+from .types import (BARS, DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type, Unit)
+from .yamlload import MapNode, Node, ScalarNode
+
+MAX_WINDOW = 10_000
+_BAR_UNITS = {"price": PRICE, "shares": SHARES}
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    name: str
+    dtype: DType
+    default: float
+    lo: float
+    hi: float
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str                 # exclude | halt | flatten | reduce
+    amount: float | None      # for reduce: the fraction of exposure removed
+    span: Span
+
+    def __str__(self) -> str:
+        return f"reduce({self.amount:.0%})" if self.kind == "reduce" else self.kind
+
+
+@dataclass
+class RuleInfo:
+    name: str
+    when: A.Expr | None
+    action: Action
+    cooldown: int             # bars
+    settings: dict
+    span: Span
+
+
+@dataclass
+class CheckedPolicy:
+    """A policy that checked clean: everything the compiler needs, typed."""
+
+    source: SourceFile
+    spec: PolicySpec
+    bar_seconds: int
+    params: dict[str, ParamInfo]
+    features: dict[str, A.Expr]          # in dependency order
+    signal: dict[str, A.Expr]            # mu, sigma
+    gates: dict[str, A.Expr]
+    rules: dict[str, RuleInfo]
+    limit_actions: dict[str, Action]     # intraday, from_peak, trailing_stop
+    limit_cooldowns: dict[str, int]
+    horizon: int                         # bars
+    types: dict[A.Expr, Type] = field(repr=False)
+    lookbacks: dict[str, int] = field(default_factory=dict)      # at parameter defaults
+    max_lookbacks: dict[str, int] = field(default_factory=dict)  # at parameter range maxima
+    warmup: int = 0
+    max_warmup: int = 0
+
+
+class Checker:
+    def __init__(self, source: SourceFile, root: MapNode, spec: PolicySpec,
+                 diags: Diagnostics) -> None:
+        self.src, self.root, self.spec, self.diags = source, root, spec, diags
+        self.types: dict[A.Expr, Type] = {}
+        self.lb: dict[A.Expr, tuple[int, int]] = {}
+        self.params: dict[str, ParamInfo] = {}
+        self.feature_src: dict[str, A.Expr] = {}
+        self.feature_types: dict[str, Type | None] = {}
+        self.feature_lb: dict[str, tuple[int, int]] = {}
+        self.order: list[str] = []
+        self.bar_seconds = 86400
+        self.used: set[str] = set()
+
+    # -- positions ------------------------------------------------------------------------
+
+    def node(self, *path) -> Node | None:
+        n: Node | None = self.root
+        for key in path:
+            if isinstance(n, MapNode):
+                n = n.get(key)
+            else:
+                return None
+        return n
+
+    def key_span(self, *path) -> Span:
+        parent = self.node(*path[:-1])
+        if isinstance(parent, MapNode):
+            for k, _ in parent.items:
+                if k.value == path[-1]:
+                    return k.span
+        n = self.node(*path)
+        return n.span if n is not None else self.src.whole_file()
+
+    def span(self, *path) -> Span:
+        n = self.node(*path)
+        if n is not None:
+            return n.span
+        for i in range(len(path) - 1, 0, -1):
+            if self.node(*path[:i]) is not None:
+                return self.key_span(*path[:i])
+        return self.src.whole_file()
+
+    def declared(self, section: str) -> list[str]:
+        n = self.node(section)
+        return n.keys() if isinstance(n, MapNode) else []
+
+    def parse(self, *path) -> A.Expr | None:
+        n = self.node(*path)
+        if not isinstance(n, ScalarNode) or not isinstance(n.value, str):
+            return None
+        if n.text_offset is not None:
+            spanner = span_in(self.src, n.text_offset)
+        else:
+            spanner = lambda a, b, s=n.span: s  # noqa: E731
+        return parse_expr(n.value, spanner, self.diags)
+
+    # -- the whole policy -----------------------------------------------------------------
+
+    def run(self) -> CheckedPolicy | None:
+        self.check_bar()
+        self.check_params()
+        self.check_features()
+        signal = self.check_signal()
+        gates = self.check_gates()
+        rules = self.check_rules()
+        actions, cooldowns = self.check_risk()
+        self.check_compliance()
+        self.check_unused()
+        if self.diags.has_errors:
+            return None
+        horizon = self.spec.signal.horizon.bars(self.bar_seconds) or 1
+        lookbacks = {f"feature {k}": self.feature_lb[k][0] for k in self.order}
+        maxes = {f"feature {k}": self.feature_lb[k][1] for k in self.order}
+        roots = [("signal " + k, e) for k, e in signal.items()]
+        roots += [("gate " + k, e) for k, e in gates.items()]
+        roots += [("rule " + k, r.when) for k, r in rules.items() if r.when is not None]
+        for label, e in roots:
+            lookbacks[label], maxes[label] = self.lb.get(e, (0, 0))
+        extra = self.builtin_lookbacks()
+        warm = max([lb for k, lb in lookbacks.items() if not k.startswith("feature")] + extra)
+        wmax = max([lb for k, lb in maxes.items() if not k.startswith("feature")] + extra)
+        return CheckedPolicy(
+            self.src, self.spec, self.bar_seconds, self.params,
+            {k: self.feature_src[k] for k in self.order}, signal, gates, rules, actions,
+            cooldowns, horizon, self.types, lookbacks, maxes, warm, wmax)
+
+    def builtin_lookbacks(self) -> list[int]:
+        out = [self.spec.sizing.vol_window]
+        for name, rule in self.spec.stand_down.items():
+            if name == "vol_spike" and rule.when is None:
+                out.append(rule.window or 63)
+        risk = self.spec.risk
+        for v in (risk.var, risk.es):
+            if v is not None:
+                out.append(v.window)
+        if self.spec.portfolio is not None:
+            out.append(self.spec.portfolio.covariance.window)
+        return out
+
+    # -- universe and params --------------------------------------------------------------
+
+    def check_bar(self) -> None:
+        if self.spec.universe is None:
+            return
+        bar = self.spec.universe.bar
+        if bar.seconds is None:
+            self.diags.add("E0304", "the bar size must be a duration",
+                           self.span("universe", "bar"),
+                           help="write e.g. `bar: 1d`, `bar: 1h` or `bar: 5m`")
+            return
+        self.bar_seconds = bar.seconds
+
+    def check_params(self) -> None:
+        for name, p in (self.spec.params or {}).items():
+            span = self.key_span("params", name)
+            if name in BAR_FIELDS or name in FUNCTIONS or name in SIGNAL_NAMES:
+                self.diags.add("E0404", f"parameter `{name}` shadows a built-in name", span,
+                               help="rename the parameter")
+                continue
+            info = self.param_info(name, p, span)
+            if info is not None:
+                self.params[name] = info
+
+    def param_info(self, name: str, p, span: Span) -> ParamInfo | None:
+        values = []
+        for i, raw in enumerate((p.default, p.range[0], p.range[1])):
+            path = ("params", name, "default") if i == 0 else ("params", name, "range", i - 1)
+            try:
+                values.append(fraction(raw))
+            except QuantityError as e:
+                self.diags.add("E0304", str(e), self.span(*path) if i == 0 else
+                               self.span("params", name, "range"))
+                return None
+        d, lo, hi = values
+        is_int = all(isinstance(v, int) and not isinstance(v, bool)
+                     for v in (p.default, *p.range))
+        if not lo < hi:
+            self.diags.add("E0320", f"the range of `{name}` is empty: `{p.range[0]}` is not "
+                           f"below `{p.range[1]}`", self.span("params", name, "range"),
+                           help="write the range as `[low, high]`")
+            return None
+        if not lo <= d <= hi:
+            self.diags.add("E0320", f"the default of `{name}` lies outside its range",
+                           self.span("params", name, "default"),
+                           help=f"choose a default between {p.range[0]} and {p.range[1]}")
+            return None
+        return ParamInfo(name, DType.INT if is_int else DType.FLOAT, d, lo, hi, span, p.doc)
+
+    # -- features -------------------------------------------------------------------------
+
+    def check_features(self) -> None:
+        for name in self.spec.features or {}:
+            span = self.key_span("features", name)
+            taken = ("a bar field" if name in BAR_FIELDS else "a parameter" if name in
+                     self.params else "a function" if name in FUNCTIONS else "a signal name"
+                     if name in SIGNAL_NAMES else None)
+            if taken:
+                self.diags.add("E0404", f"feature `{name}` has the name of {taken}", span,
+                               help="rename the feature")
+                continue
+            e = self.parse("features", name)
+            if e is not None:
+                self.feature_src[name] = e
+        for name in list(self.feature_src):
+            self.type_feature(name, [])
+
+    def type_feature(self, name: str, stack: list[str]) -> Type | None:
+        if name in self.feature_types:
+            return self.feature_types[name]
+        if name in stack:
+            cycle = stack[stack.index(name):] + [name]
+            self.diags.add("E0403", "features depend on each other in a cycle: "
+                           + " -> ".join(f"`{c}`" for c in cycle),
+                           self.key_span("features", name),
+                           help="a feature cannot use itself; use `lag(...)` for past values")
+            for c in cycle:
+                self.feature_types.setdefault(c, None)
+            return None
+        stack.append(name)
+        e = self.feature_src[name]
+        t = self.infer(e, "features", stack)
+        stack.pop()
+        if name not in self.feature_types:
+            self.feature_types[name] = t
+            self.feature_lb[name] = self.lb.get(e, (0, 0))
+            if t is not None:
+                self.order.append(name)
+        return self.feature_types[name]
+
+    # -- signal, gates, rules -------------------------------------------------------------
+
+    def check_signal(self) -> dict[str, A.Expr]:
+        out = {}
+        if self.spec.signal is None:
+            return out
+        for key in ("mu", "sigma"):
+            e = self.parse("signal", key)
+            t = self.infer(e, "signal") if e is not None else None
+            if t is None:
+                continue
+            if not t.is_numeric:
+                self.diags.add("E0509", f"`{key}` must be a number, found a boolean", e.span,
+                               help=f"`{key}` is the {'expected return' if key == 'mu' else 'predictive standard deviation'} of each instrument")
+                continue
+            if t.unit is not None and not t.unit.is_dimensionless:
+                self.diags.add("E0603", f"`{key}` must be a dimensionless return, found {t.unit}",
+                               e.span, help="divide by a price, e.g. use `ret(close, 5)` "
+                               "rather than `delta(close, 5)`")
+                continue
+            out[key] = e
+        h = self.spec.signal.horizon
+        if h.seconds is not None and h.bars(self.bar_seconds) is None:
+            self.diags.add("E0702", f"the horizon `{h}` is not a whole number of bars",
+                           self.span("signal", "horizon"),
+                           help="use a multiple of the bar size in `universe.bar`")
+        return out
+
+    def check_gates(self) -> dict[str, A.Expr]:
+        out = {}
+        for name in self.spec.gates or {}:
+            e = self.parse("gates", name)
+            t = self.infer(e, "gates") if e is not None else None
+            if t is None:
+                continue
+            if t.dtype is not DType.BOOL:
+                self.diags.add("E0503", f"gate `{name}` must be a condition, found a number",
+                               e.span, label="not true or false", help="compare it, e.g. "
+                               f"`{_short(e)} > 0`")
+                continue
+            out[name] = e
+        return out
+
+    def check_rules(self) -> dict[str, RuleInfo]:
+        rules = self.spec.stand_down
+        if "data_gap" not in self.declared("stand_down"):
+            self.diags.add("E0311", "no stand-down rule for data gaps",
+                           self.key_span("stand_down") if self.node("stand_down") is not None
+                           else self.src.whole_file(),
+                           help="add `data_gap: {max_missing: 5%, action: halt}` under "
+                           "`stand_down`: a policy must stop when its data is incomplete")
+        if rules is None:
+            return {}
+        out = {}
+        for name, rule in rules.items():
+            info = self.check_rule(name, rule)
+            if info is not None:
+                out[name] = info
+        return out
+
+    def check_rule(self, name: str, rule) -> RuleInfo | None:
+        path = ("stand_down", name)
+        builtin = {"data_gap": ("max_missing",), "vol_spike": ("sigma", "window"),
+                   "loss_streak": ("losses",)}
+        allowed = builtin.get(name, ())
+        ok = True
+        for key in ("max_missing", "sigma", "window", "losses"):
+            if getattr(rule, key) is not None and key not in allowed:
+                owner = next((b for b, ks in builtin.items() if key in ks), None)
+                self.diags.add("E0301", f"`{key}` is not a setting of rule `{name}`",
+                               self.key_span(*path, key),
+                               help=f"`{key}` belongs to the built-in `{owner}` rule" if owner
+                               else None)
+                ok = False
+        when = None
+        if rule.when is not None:
+            when = self.parse(*path, "when")
+            t = self.infer(when, "stand_down") if when is not None else None
+            if t is None:
+                ok = False
+            elif t.dtype is not DType.BOOL:
+                self.diags.add("E0503", f"the condition of rule `{name}` must be true or false, "
+                               f"found a {t}", when.span, help="compare it, e.g. `... > 0`")
+                ok = False
+        elif name == "data_gap" and rule.max_missing is None:
+            self.diags.add("E0302", "rule `data_gap` needs `max_missing`",
+                           self.key_span(*path), help="add e.g. `max_missing: 5%`")
+            ok = False
+        elif name == "vol_spike" and rule.sigma is None:
+            self.diags.add("E0302", "rule `vol_spike` needs `sigma` or `when`",
+                           self.key_span(*path), help="add e.g. `sigma: 4`")
+            ok = False
+        elif name == "loss_streak" and rule.losses is None:
+            self.diags.add("E0302", "rule `loss_streak` needs `losses`", self.key_span(*path),
+                           help="add e.g. `losses: 5` (consecutive losing bars)")
+            ok = False
+        elif name not in builtin:
+            self.diags.add("E0302", f"rule `{name}` needs a `when` condition",
+                           self.key_span(*path), help="add e.g. `when: abs(r1) > 10%`, or "
+                           "use a built-in rule: `data_gap`, `vol_spike`, `loss_streak`")
+            ok = False
+        action = self.parse_action(*path, "action")
+        cooldown = self.cooldown(rule.cooldown, *path, "cooldown")
+        if action is None or cooldown is None or not ok:
+            return None
+        per_instrument = when is not None and self.types[when].kind is Kind.SERIES
+        per_instrument |= name == "vol_spike" and when is None
+        if per_instrument and action.kind != "exclude" and action.kind != "reduce":
+            self.diags.add("E0508", f"rule `{name}` fires per instrument but `{action}` acts on "
+                           "the whole portfolio", action.span,
+                           help="use `action: exclude`, or make the condition portfolio-wide "
+                           "with `any(...)` or `share(...) > 10%`")
+            return None
+        if not per_instrument and action.kind == "exclude":
+            self.diags.add("E0508", f"rule `{name}` is portfolio-wide, so `exclude` has no "
+                           "instrument to exclude", action.span,
+                           help="use `halt`, `flatten` or `reduce(50%)`")
+            return None
+        settings = {k: getattr(rule, k) for k in allowed}
+        return RuleInfo(name, when, action, cooldown, settings, self.key_span(*path))
+
+    def parse_action(self, *path) -> Action | None:
+        e = self.parse(*path)
+        if e is None:
+            return None
+        kinds = ", ".join(f"`{a}`" for a in ("exclude", "halt", "flatten", "reduce(50%)"))
+        if isinstance(e, A.Name) and e.id in ACTIONS and not ACTIONS[e.id]:
+            return Action(e.id, None, e.span)
+        if isinstance(e, A.Call) and e.func == "reduce" and len(e.args) == 1 and not e.kwargs:
+            amount = _literal_fraction(e.args[0])
+            if amount is not None and 0 < amount < 1:
+                return Action("reduce", amount, e.span)
+            self.diags.add("E0508", "`reduce` takes the share of exposure to remove, between 0% "
+                           "and 100% (exclusive)", e.args[0].span, help="write e.g. `reduce(50%)`")
+            return None
+        word = e.id if isinstance(e, A.Name) else e.func if isinstance(e, A.Call) else None
+        hint = suggestion(word, list(ACTIONS)) if word else None
+        self.diags.add("E0508", f"`{format_expr(e)}` is not an action", e.span,
+                       help=(hint + " " if hint else "") + f"the actions are {kinds}")
+        return None
+
+    def cooldown(self, d, *path) -> int | None:
+        if d is None:
+            return 0
+        bars = d.bars(self.bar_seconds)
+        if bars is None:
+            self.diags.add("E0702", f"the cooldown `{d}` is not a whole number of bars",
+                           self.span(*path), help="use a multiple of the bar size")
+        return bars
+
+    # -- risk and compliance --------------------------------------------------------------
+
+    def check_risk(self) -> tuple[dict[str, Action], dict[str, int]]:
+        risk = self.spec.risk
+        if risk is None:
+            return {}, {}
+        for key, what in (("gross_max", "gross exposure"), ("position_max", "position size")):
+            if getattr(risk, key) is None:
+                self.diags.add("E0310", f"no limit on {what}: `risk.{key}` is missing",
+                               self.key_span("risk"), help=f"add e.g. `{key}: "
+                               f"{'150%' if key == 'gross_max' else '5%'}`; a limit is never "
+                               "unlimited by omission")
+        if risk.gross_max is not None:
+            for key in ("net_max", "sector_max", "position_max"):
+                v = getattr(risk, key)
+                if v is not None and v > risk.gross_max + 1e-12:
+                    self.diags.add("E0312", f"`{key}` is larger than `gross_max`",
+                                   self.span("risk", key), help="a part of the book cannot be "
+                                   "larger than the whole: lower it or raise `gross_max`",
+                                   secondary=[Label(self.span("risk", "gross_max"),
+                                                    "gross limit set here")])
+        if risk.sector_max is not None and not (self.spec.universe and
+                                                self.spec.universe.sectors):
+            self.diags.add("E0313", "`sector_max` needs a sector for each symbol",
+                           self.span("risk", "sector_max"),
+                           help="add `sectors: {SYMBOL: sector, ...}` under `universe`")
+        if risk.net_max is None and risk.gross_max is not None:
+            self.diags.add("W0301", "no `net_max`: net exposure is limited by `gross_max` only",
+                           self.key_span("risk"), help="add e.g. `net_max: 50%`")
+        if risk.drawdown is None and risk.trailing_stop is None:
+            self.diags.add("W0303", "no drawdown limit", self.key_span("risk"),
+                           help="add e.g. `drawdown: {from_peak: {max: 15%, action: halt}}`")
+        actions, cooldowns = {}, {}
+        limits = [("intraday", ("risk", "drawdown", "intraday"),
+                   risk.drawdown and risk.drawdown.intraday),
+                  ("from_peak", ("risk", "drawdown", "from_peak"),
+                   risk.drawdown and risk.drawdown.from_peak),
+                  ("trailing_stop", ("risk", "trailing_stop"), risk.trailing_stop)]
+        for name, path, lim in limits:
+            if lim is None:
+                continue
+            act = self.parse_action(*path, "action") if self.node(*path, "action") else \
+                Action("flatten", None, self.key_span(*path))
+            cd = self.cooldown(lim.cooldown, *path, "cooldown")
+            if act is not None and act.kind == "exclude":
+                self.diags.add("E0508", "a portfolio limit cannot `exclude` one instrument",
+                               act.span, help="use `halt`, `flatten` or `reduce(50%)`")
+                continue
+            if act is not None and cd is not None:
+                actions[name], cooldowns[name] = act, cd
+        return actions, cooldowns
+
+    def check_compliance(self) -> None:
+        comp = self.spec.compliance
+        if comp is None or self.spec.universe is None:
+            return
+        listed = self.spec.universe.symbols
+        for i, sym in enumerate(comp.restricted):
+            if isinstance(listed, list) and sym not in listed:
+                self.diags.add("W0302", f"restricted symbol `{sym}` is not in the universe",
+                               self.span("compliance", "restricted", i),
+                               help=suggestion(sym, listed) or "it can never trade anyway")
+        if not comp.shorting.allowed and comp.shorting.locates:
+            self.diags.add("W0304", "locates are listed but shorting is not allowed",
+                           self.span("compliance", "shorting", "locates"))
+
+    def check_unused(self) -> None:
+        for name in self.feature_src:
+            if name not in self.used and self.feature_types.get(name) is not None:
+                self.diags.add("W0101", f"feature `{name}` is never used",
+                               self.key_span("features", name),
+                               help="remove it, or use it in `signal`, `gates` or `stand_down`")
+        for name in self.params:
+            if name not in self.used:
+                self.diags.add("W0102", f"parameter `{name}` is never used",
+                               self.key_span("params", name), help="remove it")
+
+    # -- expressions ----------------------------------------------------------------------
+
+    def infer(self, e: A.Expr, where: str, stack: list[str] | None = None) -> Type | None:
+        t, lb = self._infer(e, where, stack if stack is not None else [])
+        if t is not None:
+            self.types[e] = t
+            self.lb[e] = lb
+        return t
+
+    def _infer(self, e, where, stack) -> tuple[Type | None, tuple[int, int]]:
+        if isinstance(e, A.Number):
+            return self.number(e), (0, 0)
+        if isinstance(e, A.Bool):
+            return Type(Kind.CONST, DType.BOOL), (0, 0)
+        if isinstance(e, A.Name):
+            return self.name(e, where, stack)
+        if isinstance(e, A.Call):
+            return self.call(e, where, stack)
+        kids = [self.infer(c, where, stack) for c in A.children(e)]
+        lb = _max_lb(self.lb.get(c, (0, 0)) for c in A.children(e))
+        if any(k is None for k in kids):
+            return None, lb
+        if isinstance(e, A.Unary):
+            return self.unary(e, kids[0]), lb
+        if isinstance(e, A.Binary):
+            return self.binary(e, *kids), lb
+        if isinstance(e, A.Compare):
+            return self.compare(e, *kids), lb
+        if isinstance(e, A.BoolOp):
+            return self.boolop(e, *kids), lb
+        if isinstance(e, A.IfElse):
+            return self.ifelse(e, *kids), lb
+        raise AssertionError(f"no typing rule for {type(e).__name__}")
+
+    def number(self, e: A.Number) -> Type | None:
+        v = e.magnitude
+        if not math.isfinite(v):
+            self.diags.add("E0304", f"`{e.text}` is too large to be a number", e.span,
+                           help="numbers must be finite 64-bit floats (below about 1.8e308)")
+            return None
+        if e.suffix in ("%", "bps"):
+            return Type(Kind.CONST, DType.FLOAT, DIMENSIONLESS)
+        if e.suffix is not None:
+            return Type(Kind.CONST, DType.INT, BARS)
+        return Type(Kind.CONST, DType.INT if e.is_int else DType.FLOAT, None)
+
+    def name(self, e: A.Name, where: str, stack) -> tuple[Type | None, tuple[int, int]]:
+        n = e.id
+        if n in BAR_FIELDS:
+            return Type(Kind.SERIES, DType.FLOAT, _BAR_UNITS[BAR_FIELDS[n]]), (0, 0)
+        if n in self.params:
+            self.used.add(n)
+            p = self.params[n]
+            return Type(Kind.PARAM, p.dtype, None), (0, 0)
+        if n in self.feature_src:
+            self.used.add(n)
+            t = self.type_feature(n, stack) if where == "features" else \
+                self.feature_types.get(n)
+            return t, self.feature_lb.get(n, (0, 0))
+        if n in SIGNAL_NAMES:
+            if where in ("gates", "stand_down"):
+                return Type(Kind.SERIES, DType.FLOAT, DIMENSIONLESS), (0, 0)
+            self.diags.add("E0402", f"`{n}` is not available in `{where}`", e.span,
+                           help=f"`{n}` comes from the signal; use it in `gates` or "
+                           "`stand_down`")
+            return None, (0, 0)
+        if n in FUNCTIONS:
+            self.diags.add("E0401", f"`{n}` is a function, not a value", e.span,
+                           help=f"call it, e.g. `{n}(...)`")
+            return None, (0, 0)
+        if n in self.declared("params") or n in self.declared("features"):
+            return None, (0, 0)           # declared, but its definition was reported broken
+        known = list(BAR_FIELDS) + list(self.params) + list(self.feature_src)
+        if where in ("gates", "stand_down"):
+            known += list(SIGNAL_NAMES)
+        self.diags.add("E0401", f"unknown name `{n}`", e.span, label="not defined",
+                       help=suggestion(n, known) or "define it under `features` or `params`")
+        return None, (0, 0)
+
+    def unary(self, e: A.Unary, t: Type) -> Type | None:
+        if e.op == "not":
+            if t.dtype is not DType.BOOL:
+                return self.mismatch(e, "`not` needs a condition, found a number", e.operand)
+            return t
+        if not t.is_numeric:
+            return self.mismatch(e, f"`{e.op}` needs a number, found a condition", e.operand)
+        return t
+
+    def binary(self, e: A.Binary, a: Type, b: Type) -> Type | None:
+        for side, t in ((e.left, a), (e.right, b)):
+            if not t.is_numeric:
+                return self.mismatch(e, f"`{e.op}` needs numbers, found a condition", side)
+        kind = max(a.kind, b.kind)
+        if e.op in "+-":
+            unit = self.unify(e, a.unit, b.unit, "add" if e.op == "+" else "subtract")
+            if unit is False:
+                return None
+            return Type(kind, max(a.dtype, b.dtype), unit)
+        if e.op == "^":
+            return self.power(e, a, b)
+        dtype = DType.FLOAT if e.op == "/" else max(a.dtype, b.dtype)
+        if a.unit is None and b.unit is None:
+            return Type(kind, dtype, None)
+        ua, ub = a.unit or DIMENSIONLESS, b.unit or DIMENSIONLESS
+        return Type(kind, dtype, ua * ub if e.op == "*" else ua / ub)
+
+    def power(self, e: A.Binary, a: Type, b: Type) -> Type | None:
+        if b.unit is not None and not b.unit.is_dimensionless:
+            return self.mismatch(e, f"an exponent must be dimensionless, found {b.unit}",
+                                 e.right)
+        if a.unit is None or a.unit.is_dimensionless:
+            return Type(max(a.kind, b.kind), DType.FLOAT, a.unit)
+        k = _literal_number(e.right)
+        if k is None:
+            return self.mismatch(e, f"a {a.unit} can only be raised to a constant power",
+                                 e.right)
+        return Type(max(a.kind, b.kind), DType.FLOAT, a.unit ** k)
+
+    def compare(self, e: A.Compare, a: Type, b: Type) -> Type | None:
+        if a.is_numeric != b.is_numeric or (not a.is_numeric and e.op not in ("==", "!=")):
+            return self.mismatch(e, f"`{e.op}` compares numbers, found a condition",
+                                 e.left if not a.is_numeric else e.right)
+        if self.unify(e, a.unit, b.unit, "compare") is False:
+            return None
+        return Type(max(a.kind, b.kind), DType.BOOL, DIMENSIONLESS)
+
+    def boolop(self, e: A.BoolOp, a: Type, b: Type) -> Type | None:
+        for side, t in ((e.left, a), (e.right, b)):
+            if t.dtype is not DType.BOOL:
+                return self.mismatch(e, f"`{e.op}` combines conditions, found a number", side,
+                                     help="compare the number, e.g. `x > 0`")
+        return Type(max(a.kind, b.kind), DType.BOOL, DIMENSIONLESS)
+
+    def ifelse(self, e: A.IfElse, c: Type, a: Type, b: Type) -> Type | None:
+        if c.dtype is not DType.BOOL:
+            return self.mismatch(e, "the condition after `if` must be true or false", e.cond)
+        if a.is_numeric != b.is_numeric:
+            return self.mismatch(e, "both branches of `if` must be numbers, or both "
+                                 "conditions", e.orelse)
+        unit = self.unify(e, a.unit, b.unit, "choose between") if a.is_numeric else \
+            DIMENSIONLESS
+        if unit is False:
+            return None
+        return Type(max(c.kind, a.kind, b.kind), max(a.dtype, b.dtype), unit)
+
+    def unify(self, e, ua: Unit | None, ub: Unit | None, verb: str):
+        if ua is None or ub is None or ua == ub:
+            return ub if ua is None else ua
+        self.diags.add("E0601", f"cannot {verb} {ua} and {ub}", e.span,
+                       label="units differ", help="both sides must have the same unit; a "
+                       "return such as `ret(close, 1)` is dimensionless, `close` is a price")
+        return False
+
+    def mismatch(self, e, message: str, at: A.Expr, help: str | None = None) -> None:
+        self.diags.add("E0501", message, at.span or e.span, help=help)
+        return None
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def call(self, e: A.Call, where, stack) -> tuple[Type | None, tuple[int, int]]:
+        sig = FUNCTIONS.get(e.func)
+        if sig is None:
+            self.unknown_function(e)
+            for c in A.children(e):
+                self.infer(c, where, stack)
+            return None, (0, 0)
+        bound = self.bind(e, sig)
+        if bound is None:
+            return None, (0, 0)
+        types, windows, ok = [], {}, True
+        for arg, expr in bound:
+            if arg.role == "window":
+                w = self.window(e, arg, expr)
+                ok &= w is not False
+                windows[arg.name] = w if w is not False else None
+                continue
+            t = self.infer(expr, where, stack)
+            ok &= t is not None and self.check_arg(e, sig, arg, expr, t, types)
+            types.append(t)
+        lb = _max_lb(self.lb.get(x, (0, 0)) for a, x in bound if a.role != "window")
+        if ok and sig.name == "zscore" and "n" not in windows and types[0].kind < Kind.SERIES:
+            self.diags.add("E0507", "`zscore` without a window works across instruments and "
+                           f"needs a cross-section, found a {types[0].kind.label}",
+                           bound[0][1].span, help="give a window for a z-score over time, "
+                           "e.g. `zscore(x, 63)`")
+            ok = False
+        if not ok:
+            return None, lb
+        result = sig.result(types)
+        if isinstance(result, str):
+            self.diags.add("E0602", result, e.span)
+            return None, lb
+        extra = tuple(sig.lookback({k: (v[i] if v else None) for k, v in windows.items()})
+                      for i in (0, 1))
+        return result, (lb[0] + extra[0], lb[1] + extra[1])
+
+    def unknown_function(self, e: A.Call) -> None:
+        if e.func in ACTIONS:
+            help = f"`{e.func}` is a stand-down action; write it under `action:`"
+        elif e.func in BAR_FIELDS or e.func in self.feature_src or e.func in self.params:
+            help = f"`{e.func}` is a value, not a function; use `lag({e.func}, n)` for past values"
+        else:
+            help = suggestion(e.func, FUNCTIONS) or "see the list of functions in the README"
+        self.diags.add("E0405", f"unknown function `{e.func}`", e.func_span or e.span,
+                       help=help)
+
+    def bind(self, e: A.Call, sig: Signature):
+        """Match positional and keyword arguments to the signature."""
+        if len(e.args) > len(sig.args):
+            self.diags.add("E0504", f"`{sig.name}` takes at most {len(sig.args)} argument"
+                           f"{'s' if len(sig.args) != 1 else ''}, found {len(e.args)}",
+                           e.args[len(sig.args)].span or e.span,
+                           help=f"call it as `{_sig_text(sig)}`")
+            return None
+        bound = dict(zip((a.name for a in sig.args), e.args))
+        for kw in e.kwargs:
+            if sig.arg(kw.name) is None:
+                self.diags.add("E0506", f"`{sig.name}` has no argument `{kw.name}`", kw.span,
+                               help=suggestion(kw.name, [a.name for a in sig.args])
+                               or f"call it as `{_sig_text(sig)}`")
+                return None
+            if kw.name in bound:
+                self.diags.add("E0506", f"argument `{kw.name}` is given twice", kw.span)
+                return None
+            bound[kw.name] = kw.value
+        out = []
+        for arg in sig.args:
+            if arg.name in bound:
+                out.append((arg, bound[arg.name]))
+            elif arg.required:
+                self.diags.add("E0504", f"`{sig.name}` needs its argument `{arg.name}`",
+                               e.span, help=f"call it as `{_sig_text(sig)}`")
+                return None
+            elif arg.role == "window" and arg.default is not None:
+                out.append((arg, A.Number(str(arg.default), span=e.span)))
+        return out
+
+    def check_arg(self, e, sig: Signature, arg, expr, t: Type, prior: list) -> bool:
+        if arg.role == "bool" and t.dtype is not DType.BOOL:
+            self.mismatch(e, f"argument `{arg.name}` of `{sig.name}` must be a condition",
+                          expr)
+            return False
+        if arg.role in ("value", "number") and not t.is_numeric and sig.name != "where":
+            self.mismatch(e, f"argument `{arg.name}` of `{sig.name}` must be a number, found "
+                          "a condition", expr)
+            return False
+        if arg.role == "number" and t.kind > Kind.PARAM:
+            self.diags.add("E0507", f"argument `{arg.name}` of `{sig.name}` must be a constant "
+                           "or a parameter, not a per-bar value", expr.span)
+            return False
+        if not prior and t.kind < sig.min_kind:
+            need = "a per-instrument cross-section" if sig.min_kind is Kind.SERIES else \
+                "a value that changes from bar to bar"
+            self.diags.add("E0507", f"`{sig.name}` needs {need}, found a {t.kind.label}",
+                           expr.span, help=f"`{sig.name}`: {sig.doc}")
+            return False
+        if arg.unit == "dimensionless" and t.unit is not None and not t.unit.is_dimensionless:
+            self.diags.add("E0602", f"argument `{arg.name}` of `{sig.name}` must be "
+                           f"dimensionless, found {t.unit}", expr.span)
+            return False
+        if arg.unit == "same" and prior and prior[0] is not None:
+            return self.unify(expr, prior[0].unit, t.unit, f"use in `{sig.name}`") is not False
+        return True
+
+    def window(self, e: A.Call, arg, expr: A.Expr):
+        """A window argument's (default, max) bar counts, or False after a diagnostic."""
+        look_ahead = e.func in ("lag", "ret", "logret", "delta")
+        if isinstance(expr, A.Unary) and expr.op == "-" and look_ahead:
+            self.diags.add("E0701", f"`{e.func}` with a negative window reads future bars",
+                           expr.span, label="looks ahead", help="a decision at bar t may use "
+                           "data up to bar t only; windows count bars into the past")
+            return False
+        if isinstance(expr, A.Number):
+            return self.window_literal(e, expr)
+        if isinstance(expr, A.Name) and expr.id in self.params:
+            self.used.add(expr.id)
+            p = self.params[expr.id]
+            if p.dtype is not DType.INT or p.lo < 1:
+                self.diags.add("E0502", f"parameter `{p.name}` cannot be a window: windows are "
+                               "positive whole numbers of bars", expr.span,
+                               help="give it an integer default and range, all at least 1",
+                               secondary=[Label(p.span, "defined here")])
+                return False
+            return self.window_bounds(expr, int(p.default), int(p.hi))
+        help = "write a whole number such as `20`, a duration such as `20d`, or an integer " \
+               "parameter"
+        if e.func in ("min", "max"):
+            help = f"for the elementwise {e.func}imum of two values use `{e.func}imum(a, b)`"
+        self.diags.add("E0502", f"the window of `{e.func}` must be a positive integer constant "
+                       "or an integer parameter", expr.span, help=help)
+        return False
+
+    def window_literal(self, e: A.Call, n: A.Number):
+        if n.suffix is None:
+            if not n.is_int or int(n.text) < 1:
+                self.diags.add("E0502", f"the window of `{e.func}` must be a positive whole "
+                               f"number of bars, found `{n.text}`", n.span,
+                               help="windows count bars: write e.g. `20`")
+                return False
+            return self.window_bounds(n, int(n.text), int(n.text))
+        if n.suffix in ("%", "bps") or not n.is_int:
+            self.diags.add("E0502", f"`{format_expr(n)}` is not a window", n.span,
+                           help="write a whole number of bars such as `20`, or a duration "
+                           "such as `20d`")
+            return False
+        secs = int(n.text) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[n.suffix]
+        if secs <= 0 or secs % self.bar_seconds:
+            self.diags.add("E0702", f"`{format_expr(n)}` is not a whole number of bars", n.span,
+                           help=f"the bar size is {self.spec.universe.bar if self.spec.universe else '1d'}; use a multiple of "
+                           "it")
+            return False
+        bars = secs // self.bar_seconds
+        return self.window_bounds(n, bars, bars)
+
+    def window_bounds(self, expr, default: int, hi: int):
+        if hi > MAX_WINDOW:
+            self.diags.add("E0702", f"a window of {hi} bars is longer than the limit of "
+                           f"{MAX_WINDOW}", expr.span, help="use a shorter window")
+            return False
+        return (default, hi)
+
+
+def _max_lb(lbs) -> tuple[int, int]:
+    lbs = list(lbs)
+    return (max((a for a, _ in lbs), default=0), max((b for _, b in lbs), default=0))
+
+
+def _literal_number(e: A.Expr) -> float | None:
+    sign = 1.0
+    while isinstance(e, A.Unary) and e.op in "+-":
+        sign *= -1.0 if e.op == "-" else 1.0
+        e = e.operand
+    if isinstance(e, A.Number) and e.suffix is None:
+        return sign * e.magnitude
+    return None
+
+
+def _literal_fraction(e: A.Expr) -> float | None:
+    if isinstance(e, A.Number) and e.suffix in (None, "%", "bps"):
+        return e.magnitude * {None: 1.0, "%": 0.01, "bps": 1e-4}[e.suffix]
+    return None
+
+
+def _sig_text(sig: Signature) -> str:
+    parts = [a.name if a.required else f"{a.name}={a.default}" for a in sig.args]
+    return f"{sig.name}({', '.join(parts)})"
+
+
+def _short(e: A.Expr) -> str:
+    text = format_expr(e)
+    return text if len(text) <= 30 else text[:27] + "..."
+

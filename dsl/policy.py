@@ -1,0 +1,308 @@
+"""Check a policy file end to end: bytes -> YAML nodes -> sections -> typed policy.
+
+`check_path` and `check_text` never raise on anything a user can write; every problem comes back
+as a diagnostic with a position.
+"""
+from __future__ import annotations
+
+import types as pytypes
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .check import CheckedPolicy, Checker
+from .diagnostics import Diagnostic, Diagnostics, suggestion
+from .schema import PolicySpec
+from .source import SourceFile, Span
+from .yamlload import MAX_BYTES, MapNode, Node, SeqNode, decode_source, load_yaml, to_plain
+
+
+@dataclass
+class CheckResult:
+    path: str
+    source: SourceFile | None
+    policy: CheckedPolicy | None
+    diagnostics: list[Diagnostic]
+
+    @property
+    def ok(self) -> bool:
+        return self.policy is not None and not any(d.is_error for d in self.diagnostics)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if not d.is_error]
+
+
+class UnreadableFile(Exception):
+    """The file could not be opened or read at all (missing, a directory, no permission)."""
+
+
+def read_bytes(path: str) -> bytes:
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise UnreadableFile(f"`{path}` is a directory, not a policy file")
+        with p.open("rb") as f:
+            return f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise UnreadableFile(f"`{path}` does not exist") from None
+    except PermissionError:
+        raise UnreadableFile(f"`{path}` cannot be read: permission denied") from None
+    except OSError as e:
+        raise UnreadableFile(f"`{path}` cannot be read: {e.strerror or e}") from None
+
+
+def check_path(path: str) -> CheckResult:
+    """Check one policy file. Raises `UnreadableFile` only when there is nothing to check."""
+    return check_bytes(read_bytes(path), path)
+
+
+def check_text(text: str, path: str = "<policy>") -> CheckResult:
+    return check_bytes(text.encode("utf-8", "surrogatepass"), path)
+
+
+def check_bytes(data: bytes, path: str) -> CheckResult:
+    diags = Diagnostics()
+    source = decode_source(path, data, diags)
+    if source is None:
+        return CheckResult(path, None, None, diags.sorted())
+    root = load_yaml(source, diags)
+    policy = None
+    if isinstance(root, MapNode):
+        spec = validate(root, source, diags)
+        if spec is not None:
+            policy = Checker(source, root, spec, diags).run()
+    return CheckResult(path, source, policy if not diags.has_errors else None, diags.sorted())
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema validation with positions
+
+
+def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpec | None:
+    """Validate the sections; report every schema error at its node. Returns the spec only when
+    the whole document is structurally valid."""
+    data = to_plain(root)
+    try:
+        return PolicySpec.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    seen: set[tuple] = set()
+    broken = {err["loc"][0] for err in errors if err["loc"]}
+    for err in errors:
+        path, node = _resolve(root, err["loc"])
+        key = (tuple(path), err["type"] in ("missing", "extra_forbidden"))
+        if key in seen:
+            continue  # one report per place: a union reports each alternative
+        seen.add(key)
+        _report(err, path, node, root, source, diags)
+    return _partial(data, broken)
+
+
+def _partial(data: dict, broken: set) -> PolicySpec:
+    """The sections that did validate, so the checker can still report expression errors.
+    Broken or missing sections are None; the checker skips them (they were reported)."""
+    values = {}
+    for name, field in PolicySpec.model_fields.items():
+        if name in broken or name not in data:
+            values[name] = None if name in broken or field.is_required() else field.default
+            continue
+        try:
+            values[name] = TypeAdapter(field.annotation).validate_python(data[name])
+        except ValidationError:
+            values[name] = None
+    return PolicySpec.model_construct(**values)
+
+
+def _resolve(root: Node, loc: tuple) -> tuple[list, Node | None]:
+    """Follow a pydantic location through the node tree, skipping union tags."""
+    path, node = [], root
+    for part in loc:
+        nxt = None
+        if isinstance(node, MapNode) and isinstance(part, str):
+            nxt = node.get(part)
+        elif isinstance(node, SeqNode) and isinstance(part, int) and 0 <= part < len(node.items):
+            nxt = node.items[part]
+        if nxt is None:
+            if isinstance(node, MapNode) and isinstance(part, str) and part in _FIELD_NAMES:
+                path.append(part)   # a missing key: stop at its parent
+                return path, None
+            continue
+        path.append(part)
+        node = nxt
+    return path, node
+
+
+def _key_span(root: Node, path: list, source: SourceFile) -> Span:
+    node, span = root, source.whole_file()
+    for part in path:
+        if isinstance(node, MapNode):
+            match = next(((k, v) for k, v in node.items if k.value == part), None)
+            if match is None:
+                return span
+            span, node = match[0].span, match[1]
+        elif isinstance(node, SeqNode) and isinstance(part, int):
+            node = node.items[part]
+            span = node.span
+    return span
+
+
+def _where(path: list) -> str:
+    return "the top level" if not path else "`" + ".".join(str(p) for p in path) + "`"
+
+
+def _report(err: dict, path: list, node: Node | None, root: MapNode, source: SourceFile,
+            diags: Diagnostics) -> None:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    given = err.get("input")
+    if kind == "missing":
+        field, parent = path[-1] if path else str(err["loc"][-1]), path[:-1]
+        if not path or path[-1] != err["loc"][-1]:
+            field, parent = str(err["loc"][-1]), path
+        span = _key_span(root, parent, source) if parent else source.whole_file()
+        what = f"section `{field}`" if not parent else f"`{field}` in {_where(parent)}"
+        diags.add("E0302", f"missing {what}", span, help=_MISSING_HELP.get(field))
+        return
+    if kind == "extra_forbidden":
+        field = path[-1] if path else err["loc"][-1]
+        allowed = _fields_at(err["loc"][:-1])
+        where = "unknown section" if len(path) == 1 else f"unknown key in {_where(path[:-1])}:"
+        help = suggestion(str(field), allowed) or \
+            (f"the keys here are {_list(allowed)}" if allowed else None)
+        if any(c in str(field) for c in "()<>=+*/ "):
+            help = ("inside `{...}` a comma separates entries, so an expression with a comma "
+                    "was cut in two: quote the expression, or write the entries on their own "
+                    "lines")
+        diags.add("E0301", f"{where} `{field}`", _key_span(root, path, source), help=help)
+        return
+    span = node.span if node is not None else _key_span(root, path, source)
+    code, message, help = _message(kind, err, given, ctx)
+    diags.add(code, message, span, help=help)
+
+
+def _message(kind: str, err: dict, given, ctx: dict) -> tuple[str, str, str | None]:
+    found = _describe(given)
+    if "help" in ctx or kind in ("quantity", "range", "duration", "int", "number", "semver",
+                                 "identifier", "owner", "empty", "duplicate") or \
+            kind.startswith("missing_"):
+        return "E0304", str(err["msg"]), ctx.get("help")
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", "")).replace("'", "`")
+        options = [o.strip(" `") for o in expected.replace(" or ", ",").split(",")]
+        best = suggestion(str(given), options) if isinstance(given, str) else None
+        return "E0305", f"`{given}` is not one of {expected}", best or f"choose one of {expected}"
+    if kind in ("string_type", "str_type"):
+        hint = "quote it, e.g. `\"1.0.0\"`" if isinstance(given, (int, float)) else None
+        return "E0303", f"expected text, found {found}", hint
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "E0303", f"expected a mapping of `key: value` entries, found {found}", None
+    if kind in ("list_type", "tuple_type"):
+        return "E0303", f"expected a list such as `[a, b]`, found {found}", None
+    if kind in ("too_short", "too_long"):
+        return "E0303", "expected a list of two values `[low, high]`", None
+    if kind in ("int_type", "float_type", "bool_type", "int_from_float"):
+        want = {"int_type": "a whole number", "int_from_float": "a whole number",
+                "float_type": "a number", "bool_type": "`true` or `false`"}[kind]
+        return "E0303", f"expected {want}, found {found}", None
+    msg = str(err["msg"])
+    msg = msg[0].lower() + msg[1:] if msg else "invalid value"
+    return "E0304", msg.removeprefix("value error, "), None
+
+
+def _describe(v) -> str:
+    if isinstance(v, bool):
+        return f"`{str(v).lower()}`"
+    if isinstance(v, (int, float)):
+        return f"the number `{v}`"
+    if isinstance(v, str):
+        return f"the text `{v}`"
+    if v is None:
+        return "nothing"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    return "a value"
+
+
+def _list(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The keys allowed at a location, by walking the model classes."""
+    tp: object = PolicySpec
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = _field(tp, part)
+            if field is None:
+                return []
+            tp = field.annotation
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or n for n, f in tp.model_fields.items()]
+    return []
+
+
+def _field(model: type[BaseModel], name):
+    for n, f in model.model_fields.items():
+        if name in (n, f.alias):
+            return f
+    return None
+
+
+def _unwrap(tp):
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, pytypes.UnionType):
+            models = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = next((a for a in models if isinstance(a, type) and issubclass(a, BaseModel)
+                       or typing.get_origin(a) is dict), models[0])
+        else:
+            return tp
+
+
+def _all_field_names() -> set[str]:
+    names, todo, seen = set(), [PolicySpec], set()
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        for n, f in m.model_fields.items():
+            names.update({n, f.alias} - {None})
+            tp = _unwrap(f.annotation)
+            if typing.get_origin(tp) is dict:
+                tp = _unwrap(typing.get_args(tp)[1])
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                todo.append(tp)
+    return names
+
+
+_FIELD_NAMES = _all_field_names()
+_MISSING_HELP = {
+    "signal": "add `signal:` with `mu` (expected return) and `sigma` (its predictive std)",
+    "sizing": "add e.g. `sizing: {method: kelly_tempered, lambda: 0.3}`",
+    "risk": "add `risk:` with at least `gross_max` and `position_max`",
+    "execution": "add e.g. `execution: {algo: pov, participation_cap: 10%}`",
+    "stand_down": "add `stand_down:` with at least `data_gap: {max_missing: 5%, action: halt}`",
+    "policy": "add `policy: <name>` (lowercase identifier)",
+    "version": "add `version: 1.0.0`",
+    "owner": "add `owner: CR-008` (the research pod)",
+    "mu": "the expected return of each instrument over the horizon",
+    "sigma": "the predictive standard deviation of that return",
+    "action": "add e.g. `action: halt` (`exclude`, `halt`, `flatten` or `reduce(50%)`)",
+}

@@ -1,0 +1,193 @@
+"""The functions a policy can call: one registry read by the checker and by the compiler.
+
+Each entry says what the function takes (argument roles, kinds and units), what it returns, how
+many past bars it reads (its lookback) and how it is evaluated (its category). The checker types
+calls from it; the compiler sizes ring buffers and finds the lowering rule from it. This module is
+pure data: importing it must stay cheap (no JAX), because `crowe-compile --check` runs on every
+editor save.
+
+Argument roles:
+
+* ``value``: a numeric per-bar value (or a constant, for elementwise functions).
+* ``bool``: a boolean per-bar value.
+* ``window``: a positive whole number of bars, written as an integer constant, a duration
+  (``20d``, converted through the bar size) or an integer parameter.
+* ``number``: a constant or parameter (not per-bar), e.g. a quantile level.
+
+Lookback is the number of *past* bars, beyond the current one, that a call reads on top of what
+its arguments read: ``ret(close, 5)`` reads 5, ``mean(x, 20)`` reads 19.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from crowe.dsl.types import (DIMENSIONLESS, DType, Kind, Type, Unit)
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    role: str                        # value | bool | window | number
+    default: object = _REQUIRED
+    unit: str = "any"                # any | dimensionless | same (as the first argument)
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One callable of the policy language."""
+
+    name: str
+    args: tuple[Arg, ...]
+    category: str                    # elementwise | rolling | cross_section | reduction | stateful
+    result: Callable[[list[Type]], "Type | str"]   # typed arguments -> result type, or an error
+    lookback: Callable[[dict[str, int]], int]      # window values -> extra past bars read
+    doc: str
+    min_kind: Kind = Kind.CONST      # the smallest kind the first argument may have
+
+    def arg(self, name: str) -> Arg | None:
+        return next((a for a in self.args if a.name == name), None)
+
+
+def _k(*types: Type) -> Kind:
+    return max(t.kind for t in types)
+
+
+def _same(ts: list[Type]) -> Type:
+    return Type(_k(*ts), DType.FLOAT, ts[0].unit)
+
+
+def _dimless(ts: list[Type]) -> Type:
+    return Type(_k(*ts), DType.FLOAT, DIMENSIONLESS)
+
+
+def _squared(ts: list[Type]) -> Type:
+    u = ts[0].unit
+    return Type(_k(*ts), DType.FLOAT, None if u is None else u ** 2)
+
+
+def _sqrt(ts: list[Type]) -> Type:
+    u = ts[0].unit
+    return Type(_k(*ts), DType.FLOAT, None if u is None else u ** 0.5)
+
+
+def _exp(ts: list[Type]) -> "Type | str":
+    u = ts[0].unit
+    if u is not None and not u.is_dimensionless:
+        return f"`exp` needs a dimensionless argument, found {u}"
+    return Type(_k(*ts), DType.FLOAT, DIMENSIONLESS)
+
+
+def _series(unit_of: Callable[[list[Type]], "Unit | None"]):
+    return lambda ts: Type(Kind.SERIES, DType.FLOAT, unit_of(ts))
+
+
+def _scalar(unit_of: Callable[[list[Type]], "Unit | None"], dtype: DType = DType.FLOAT):
+    return lambda ts: Type(Kind.SCALAR, dtype, unit_of(ts))
+
+
+def _bool_reduce(ts: list[Type]) -> Type:
+    return Type(Kind.SCALAR, DType.BOOL, DIMENSIONLESS)
+
+
+def _where(ts: list[Type]) -> "Type | str":
+    a, b = ts[1], ts[2]
+    if a.dtype is DType.BOOL or b.dtype is DType.BOOL:
+        if a.dtype is not b.dtype:
+            return "both branches of `where` must be booleans, or both numbers"
+        return Type(_k(*ts), DType.BOOL, DIMENSIONLESS)
+    return Type(_k(*ts), max(a.dtype, b.dtype), a.unit if a.unit is not None else b.unit)
+
+
+def _sign(ts: list[Type]) -> Type:
+    return Type(ts[0].kind, DType.FLOAT, DIMENSIONLESS)
+
+
+_NONE = lambda w: 0                                          # noqa: E731
+_N = lambda w: w["n"]                                        # noqa: E731
+_N1 = lambda w: w["n"] - 1                                   # noqa: E731
+
+X = Arg("x", "value")
+N = Arg("n", "window")
+N1 = Arg("n", "window", default=1)
+
+
+def _rolling(name: str, result, doc: str, lookback=_N1) -> Signature:
+    return Signature(name, (X, N), "rolling", result, lookback, doc, min_kind=Kind.SCALAR)
+
+
+FUNCTIONS: dict[str, Signature] = {s.name: s for s in [
+    # time series over each instrument's own history
+    Signature("ret", (X, N1), "rolling", _dimless, _N,
+              "simple return over n bars: x[t] / x[t-n] - 1", Kind.SCALAR),
+    Signature("logret", (X, N1), "rolling", _dimless, _N,
+              "log return over n bars: log(x[t] / x[t-n])", Kind.SCALAR),
+    Signature("lag", (X, N1), "rolling", _same, _N, "the value n bars ago: x[t-n]", Kind.SCALAR),
+    Signature("delta", (X, N1), "rolling", _same, _N, "change over n bars: x[t] - x[t-n]",
+              Kind.SCALAR),
+    _rolling("mean", _same, "rolling mean of the last n bars"),
+    _rolling("sum", _same, "rolling sum of the last n bars"),
+    _rolling("stdev", _same, "rolling sample standard deviation (ddof 1) of the last n bars"),
+    _rolling("var", _squared, "rolling sample variance (ddof 1) of the last n bars"),
+    _rolling("min", _same, "rolling minimum of the last n bars"),
+    _rolling("max", _same, "rolling maximum of the last n bars"),
+    Signature("ema", (X, N), "stateful", _same, _N1,
+              "exponential moving average with alpha = 2 / (n + 1); warm after n bars",
+              Kind.SCALAR),
+    Signature("zscore", (X, Arg("n", "window", default=None)), "cross_section", _dimless,
+              lambda w: 0 if w.get("n") is None else w["n"] - 1,
+              "z-score across instruments at each bar, or over the last n bars when n is given",
+              Kind.SCALAR),
+    Signature("turbulence", (X, N), "reduction", _scalar(lambda ts: DIMENSIONLESS), _N,
+              "Mahalanobis distance of today's cross-section from its mean over the last n bars, "
+              "with a shrunk covariance: (x - m)' S^-1 (x - m) / N", Kind.SERIES),
+    # cross-sections at one bar
+    Signature("rank", (X,), "cross_section", _series(lambda ts: DIMENSIONLESS), _NONE,
+              "rank across instruments scaled to [0, 1] (ties share their mean rank)",
+              Kind.SERIES),
+    Signature("demean", (X,), "cross_section", _series(lambda ts: ts[0].unit), _NONE,
+              "x minus its mean across instruments", Kind.SERIES),
+    Signature("quantile", (X, Arg("q", "number", unit="dimensionless")), "reduction",
+              _scalar(lambda ts: ts[0].unit), _NONE,
+              "the q-quantile of x across instruments (linear interpolation)", Kind.SERIES),
+    Signature("cs_mean", (X,), "reduction", _scalar(lambda ts: ts[0].unit), _NONE,
+              "mean of x across valid instruments", Kind.SERIES),
+    Signature("any", (Arg("cond", "bool"),), "reduction", _bool_reduce, _NONE,
+              "true when the condition holds for at least one instrument", Kind.SERIES),
+    Signature("all", (Arg("cond", "bool"),), "reduction", _bool_reduce, _NONE,
+              "true when the condition holds for every valid instrument", Kind.SERIES),
+    Signature("share", (Arg("cond", "bool"),), "reduction", _scalar(lambda ts: DIMENSIONLESS),
+              _NONE, "fraction of valid instruments for which the condition holds", Kind.SERIES),
+    # elementwise
+    Signature("abs", (X,), "elementwise", lambda ts: Type(ts[0].kind, DType.FLOAT, ts[0].unit),
+              _NONE, "absolute value"),
+    Signature("sqrt", (X,), "elementwise", _sqrt, _NONE, "square root"),
+    Signature("log", (X,), "elementwise", _dimless, _NONE,
+              "natural logarithm (of a positive value; the result is dimensionless)"),
+    Signature("exp", (X,), "elementwise", _exp, _NONE, "exponential of a dimensionless value"),
+    Signature("sign", (X,), "elementwise", _sign, _NONE, "-1, 0 or 1"),
+    Signature("clip", (X, Arg("lo", "value", unit="same"), Arg("hi", "value", unit="same")),
+              "elementwise", _same, _NONE, "x limited to [lo, hi]"),
+    Signature("minimum", (X, Arg("y", "value", unit="same")), "elementwise", _same, _NONE,
+              "elementwise minimum of two values"),
+    Signature("maximum", (X, Arg("y", "value", unit="same")), "elementwise", _same, _NONE,
+              "elementwise maximum of two values"),
+    Signature("where", (Arg("cond", "bool"), Arg("a", "value"), Arg("b", "value")),
+              "elementwise", _where, _NONE, "a where cond holds, else b"),
+    Signature("normcdf", (X,), "elementwise", _dimless, _NONE,
+              "standard normal cumulative distribution function"),
+]}
+
+# Names a policy may use as values, by where they may appear.
+BAR_FIELDS: dict[str, str] = {"open": "price", "high": "price", "low": "price",
+                              "close": "price", "volume": "shares"}
+SIGNAL_NAMES = ("mu", "sigma", "prob_edge")
+
+# Stand-down actions: name -> whether it takes a fraction argument.
+ACTIONS = {"exclude": False, "halt": False, "flatten": False, "reduce": True}
