@@ -256,13 +256,12 @@ class _Builder:
             if isinstance(node, Token):
                 values.append((node, 0))
                 continue
-            n = len(node.children)
-            kids = values[len(values) - n:]
-            del values[len(values) - n:]
-            value, depth = self._node(node, [k for k, _ in kids], max((d for _, d in kids),
-                                                                       default=0))
+            kids = _pop(values, len(node.children))
+            depth = max((d for _, d in kids), default=0)
+            value, depth = self._node(node, [k for k, _ in kids], depth)
             if depth > MAX_DEPTH:
-                return self._too_deep(node)
+                self._too_deep(node)
+                return None
             values.append((value, depth))
         return values[0][0]
 
@@ -277,24 +276,28 @@ class _Builder:
         return self.spanner(node.meta.start_pos, node.meta.end_pos)
 
     def _node(self, node: Tree, kids: list, depth: int) -> tuple[object, int]:
-        kind, span = str(node.data), self._span(node)
+        kind = str(node.data)
         if kind == "paren":
             return kids[0], depth  # keeps its own span; enclosing spans include the `(`
         if kind == "arguments":
             return _Args(kids), depth
         if kind == "kwarg":
             return Keyword(kids[0].value, kids[1], span=self._span(kids[0])), depth
+        return self._expr(kind, node, kids), depth + 1
+
+    def _expr(self, kind: str, node: Tree, kids: list) -> Expr:
+        span = self._span(node)
         if kind in _BINARY:
-            return Binary(_BINARY[kind], kids[0], kids[1], span=span), depth + 1
+            return Binary(_BINARY[kind], kids[0], kids[1], span=span)
         if kind in _UNARY:
-            return Unary(_UNARY[kind], kids[0], span=span), depth + 1
+            return Unary(_UNARY[kind], kids[0], span=span)
         if kind in _BOOL:
-            return BoolOp(_BOOL[kind], kids[0], kids[1], span=span), depth + 1
+            return BoolOp(_BOOL[kind], kids[0], kids[1], span=span)
         if kind == "if_expr":
-            return IfElse(*kids, span=span), depth + 1
+            return IfElse(*kids, span=span)
         if kind == "compare":
-            return self._compare(node, kids, span), depth + 1
-        return getattr(self, "_" + kind)(kids, span), depth + 1
+            return self._compare(node, kids, span)
+        return getattr(self, "_" + kind)(kids, span)
 
     def _name(self, kids: list, span: Span) -> Expr:
         return Name(kids[0].value, span=span)
@@ -330,7 +333,8 @@ class _Builder:
         return expr
 
     def _chained(self, node: Tree) -> None:
-        operands = [self.text[c.meta.start_pos:c.meta.end_pos] for c in node.children[::2]]
+        operands = [" ".join(self.text[c.meta.start_pos:c.meta.end_pos].split())
+                    for c in node.children[::2]]
         ops = node.children[1::2]
         links = [f"{a} {op} {b}" for a, op, b in zip(operands, ops, operands[1:])]
         self.diags.add("E0206", "comparisons cannot be chained", self._span(ops[1]),
@@ -354,6 +358,13 @@ class _Builder:
                        label="positional argument",
                        help="move it before the keyword arguments, or name it `name=value`",
                        secondary=[Label(first_kw.span, "first keyword argument")])
+
+
+def _pop(values: list, n: int) -> list:
+    # not `values[-n:]`, which is the whole list when n == 0 (`true` keeps no children)
+    kids = values[len(values) - n:]
+    del values[len(values) - n:]
+    return kids
 
 
 def _postorder(root: Tree) -> Iterator[Tree | Token]:
