@@ -71,7 +71,8 @@ class SeqNode(Node):
 
 @dataclass(eq=False)
 class MapNode(Node):
-    """A mapping with string keys, unique and in source order."""
+    """A mapping with string keys, unique and in source order (a repeated key is reported and
+    left out, so `get` and `to_plain` agree on the first one)."""
 
     items: list[tuple[ScalarNode, Node]] = field(default_factory=list)
 
@@ -187,7 +188,8 @@ def load_yaml(source: SourceFile, diags: Diagnostics) -> Node | None:
         _syntax_error(source, builder.marks, err, diags)
         return None
     except yaml.YAMLError:  # unmarked: nothing in a checked text should get here
-        diags.add("E0101", "cannot read the file as YAML", source.span(0))
+        diags.add("E0101", "cannot read the file as YAML", source.span(0),
+                  help="save the policy as plain UTF-8 text")
         return None
     finally:
         events.close()
@@ -392,7 +394,8 @@ class _Builder:
         frame.node.items.append((key, value))
 
 
-_SECTIONS_HELP = "a policy file must be a mapping of sections such as `policy:`, `features:`..."
+_SECTIONS_HELP = ("a policy file is a mapping of sections such as `policy:`, `universe:` and "
+                  "`features:`")
 _ANCHOR_HELP = "policy files do not use YAML anchors and aliases: write the value out in full"
 
 
@@ -601,7 +604,7 @@ def _syntax_error(source: SourceFile, marks: _Marks, err: yaml.MarkedYAMLError,
     diags.add("E0101", message, source.span(at), help=help, secondary=secondary)
 
 
-def _explain(problem: str, context: str, text: str, at: int) -> tuple[str, str | None]:
+def _explain(problem: str, context: str, text: str, at: int) -> tuple[str, str]:
     """Our message and help line for what the parser reported at offset `at`."""
     found = text[at:at + 1]
     if found == "\t" and re.search("token|tab|indentation", problem):
@@ -613,7 +616,7 @@ def _explain(problem: str, context: str, text: str, at: int) -> tuple[str, str |
     for pattern, where, message, help in _SYNTAX_RULES:
         if re.search(pattern, problem) and (not where or re.search(where, context)):
             return message, help
-    return _clean(problem), None
+    return _clean(problem), "quote the value if it is meant as text"
 
 
 def _tab(text: str, at: int) -> tuple[str, str]:
