@@ -1,0 +1,162 @@
+"""The typed IR: a small closed set of frozen nodes forming a DAG.
+
+Every node knows its static `Type` (kind, dtype, unit). Spans ride along for error messages but
+take no part in equality or hashing, so two nodes that compute the same thing are equal wherever
+they were written; that is what common-subexpression elimination and buffer sharing rely on.
+
+Windows are IR nodes too (`Const` or `Param`) with a static upper bound `n_max` that sizes the
+ring buffers; a window given as a parameter stays a runtime value so that a sweep can `vmap` over
+it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from crowe.dsl.source import Span
+from crowe.dsl.types import Type
+
+_SPAN = dict(default=None, compare=False, hash=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    type: Type
+    span: Span | None = field(**_SPAN)
+
+    def children(self) -> tuple["Node", ...]:
+        out = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Node):
+                out.append(v)
+            elif isinstance(v, tuple):
+                out.extend(x for x in v if isinstance(x, Node))
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Const(Node):
+    value: float | int | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Param(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Node):
+    """A bar field at the current bar: open, high, low, close, volume."""
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Node):
+    op: str                   # neg, not
+    x: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Binary(Node):
+    op: str                   # add sub mul div pow lt le gt ge eq ne and or
+    a: Node
+    b: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Select(Node):
+    cond: Node
+    a: Node
+    b: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Map(Node):
+    """An elementwise function: abs sqrt log exp sign normcdf clip minimum maximum."""
+    func: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lag(Node):
+    """x[t - n]: reads the ring buffer of x."""
+    x: Node
+    n: Node
+    n_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rolling(Node):
+    """A statistic of the last n values of x (the current one included): mean sum stdev var min
+    max zscore."""
+    stat: str
+    x: Node
+    n: Node
+    n_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ema(Node):
+    x: Node
+    n: Node
+    n_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class CrossSection(Node):
+    """Across instruments at one bar, result per instrument: zscore rank demean."""
+    op: str
+    x: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Reduce(Node):
+    """Across instruments at one bar, one result: quantile cs_mean any all share."""
+    op: str
+    x: Node
+    q: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turbulence(Node):
+    x: Node
+    n: Node
+    n_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbEdge(Node):
+    """P(edge > 0) = Phi((|mu| - cost) / sigma)."""
+    mu: Node
+    sigma: Node
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class History(Node):
+    """The last `n_max` values of x as rows of its ring buffer (in ring order, with their
+    ages), for estimators over a window: VaR and ES scenarios, covariances."""
+    x: Node
+    n_max: int
+
+
+STATEFUL = (Lag, Rolling, Ema, Turbulence)
+
+
+def topo_order(roots) -> list[Node]:
+    """Every node reachable from `roots`, children before parents, each once (iterative)."""
+    seen: set[Node] = set()
+    order: list[Node] = []
+    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(list(roots))]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            if node not in seen:
+                seen.add(node)
+                order.append(node)
+            continue
+        if node in seen:
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in reversed(node.children()) if c not in seen)
+    return order

@@ -1,0 +1,143 @@
+"""JAX lowering of the IR: one rule per node type, evaluated once per bar.
+
+`Lowering` is built once per policy and universe size. `init_state` gives the expression state
+(ring buffers full of NaN, EMA states), and `evaluate` computes every root for one bar, returning
+the values and the new expression state. Each node is computed once per bar (the IR is a DAG);
+each series that some operator reads history of has one ring buffer, sized by the lookback pass,
+written before it is read.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from crowe.stdlib import indicators as ind
+
+from . import ir
+from .passes.rewrite import flat
+from .program import PolicyIR
+
+
+class MissingRule(Exception):
+    """The IR holds a node type that has no lowering rule (a compiler bug, not a user error)."""
+
+
+_BIN = {"add": jnp.add, "sub": jnp.subtract, "mul": jnp.multiply, "div": jnp.divide,
+        "pow": jnp.power, "lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater,
+        "ge": jnp.greater_equal, "eq": jnp.equal, "ne": jnp.not_equal,
+        "and": jnp.logical_and, "or": jnp.logical_or}
+_MAP = {"abs": jnp.abs, "sqrt": jnp.sqrt, "log": jnp.log, "exp": jnp.exp, "sign": jnp.sign,
+        "normcdf": ind.normcdf, "clip": jnp.clip, "minimum": jnp.minimum,
+        "maximum": jnp.maximum}
+
+
+class Lowering:
+    def __init__(self, pir: PolicyIR, n_instruments: int) -> None:
+        self.pir = pir
+        self.N = n_instruments
+        self.order = ir.topo_order(flat(pir.roots))
+        self.key = {node: f"n{i}" for i, node in enumerate(self.order)}
+        self.buffers = {self.key[x]: rows for x, rows in pir.look.buffers.items()}
+        self.emas = [self.key[n] for n in self.order if isinstance(n, ir.Ema)]
+
+    def init_state(self) -> dict:
+        shape = lambda node: (self.N,)   # noqa: E731  every buffered series is per instrument
+        rings = {k: jnp.full((rows,) + shape(None), jnp.nan) for k, rows in self.buffers.items()}
+        emas = {k: (jnp.zeros(self.N), jnp.zeros(self.N, jnp.int64)) for k in self.emas}
+        return {"ring": rings, "ema": emas}
+
+    def evaluate(self, params: dict, xstate: dict, fields: dict, pos, valid):
+        """All roots at this bar: (values by root path, new expression state)."""
+        env = _Env(self, params, fields, pos, valid, dict(xstate["ring"]), dict(xstate["ema"]))
+        for node in self.order:
+            env.values[node] = env.lower(node)
+        out = _map(self.pir.roots, lambda n: env.values[n])
+        return out, {"ring": env.rings, "ema": env.emas}
+
+
+class _Env:
+    def __init__(self, low: Lowering, params, fields, pos, valid, rings, emas) -> None:
+        self.low, self.params, self.fields, self.pos, self.valid = low, params, fields, pos, valid
+        self.rings, self.emas = rings, emas
+        self.values: dict[ir.Node, object] = {}
+
+    def lower(self, node: ir.Node):
+        rule = getattr(self, "lower_" + type(node).__name__, None)
+        if rule is None:
+            raise MissingRule(f"no lowering rule for {type(node).__name__}")
+        value = rule(node, *[self.values[c] for c in node.children()])
+        key = self.low.key[node]
+        if key in self.rings:   # write before read: readers of this series come later
+            v = jnp.broadcast_to(jnp.asarray(value, jnp.float64), (self.low.N,))
+            self.rings[key] = ind.ring_write(self.rings[key], self.pos, v)
+        return value
+
+    def ring_of(self, x: ir.Node):
+        return self.rings[self.low.key[x]]
+
+    def window(self, n: ir.Node):
+        return self.values[n]
+
+    # one rule per node type ------------------------------------------------------------
+
+    def lower_Const(self, node):
+        return jnp.asarray(node.value, jnp.float64 if isinstance(node.value, float) else None)
+
+    def lower_Param(self, node):
+        return self.params[node.name]
+
+    def lower_Field(self, node):
+        return self.fields[node.name]
+
+    def lower_Unary(self, node, x):
+        return jnp.negative(x) if node.op == "neg" else jnp.logical_not(x)
+
+    def lower_Binary(self, node, a, b):
+        if node.op == "div":
+            return jnp.divide(jnp.asarray(a, jnp.float64), b)
+        return _BIN[node.op](a, b)
+
+    def lower_Select(self, node, c, a, b):
+        return jnp.where(c, a, b)
+
+    def lower_Map(self, node, *args):
+        return _MAP[node.func](*args)
+
+    def lower_Lag(self, node, x, n):
+        return ind.ring_lag(self.ring_of(node.x), self.pos, n)
+
+    def lower_Rolling(self, node, x, n):
+        return ind.rolling(node.stat, self.ring_of(node.x), self.pos, n)
+
+    def lower_Ema(self, node, x, n):
+        key = self.low.key[node]
+        prev, count = self.emas[key]
+        x = jnp.broadcast_to(jnp.asarray(x, jnp.float64), (self.low.N,))
+        ema, count, value = ind.ema_update(prev, count, x, n)
+        self.emas[key] = (ema, count)
+        return value
+
+    def lower_CrossSection(self, node, x):
+        x = jnp.where(self.valid, x, jnp.nan)
+        return {"zscore": ind.cs_zscore, "rank": ind.cs_rank, "demean": ind.cs_demean}[node.op](x)
+
+    def lower_Reduce(self, node, x, q=None):
+        if node.op in ("any", "all", "share"):
+            c = x & self.valid
+            return {"any": lambda: ind.cs_any(c), "all": lambda: ind.cs_all(c, self.valid),
+                    "share": lambda: ind.cs_share(c, self.valid)}[node.op]()
+        x = jnp.where(self.valid, x, jnp.nan)
+        return ind.cs_quantile(x, q) if node.op == "quantile" else ind.cs_mean(x)
+
+    def lower_Turbulence(self, node, x, n):
+        return ind.turbulence(self.ring_of(node.x), self.pos, n)
+
+    def lower_History(self, node, x):
+        buf = self.ring_of(node.x)
+        return buf, ind.ring_age(buf, self.pos)
+
+    def lower_ProbEdge(self, node, mu, sigma):
+        return ind.prob_edge(mu, sigma, node.cost)
+
+
+def _map(roots: dict, f) -> dict:
+    return {k: f(v) if isinstance(v, ir.Node) else _map(v, f) for k, v in roots.items()}

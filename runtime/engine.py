@@ -1,0 +1,109 @@
+"""A policy bound to a universe: its compiled step, the market model, and one simulation bar.
+
+`Engine` is what both the backtest and the paper runtime drive. One simulated bar is:
+
+    fills = market.execute(orders decided at the previous bar, this bar)
+    state, decision = step(params, state, bar + fills)
+
+`bar_update` is that bar as one pure function; the backtest scans it, and the paper runtime calls
+the same function (jitted once) bar by bar, so both produce the same decisions bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from crowe.compiler.program import PolicyIR, to_ir
+from crowe.compiler.step import StepBuilder, Universe
+from crowe.dsl.check import CheckedPolicy
+
+from . import market as mk
+
+jax.config.update("jax_enable_x64", True)
+
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
+RECORD = ("equity", "cash", "gross", "net", "trading_state", "portfolio_reasons", "costs",
+          "traded_notional", "borrow", "tail_loss")
+RECORD_N = ("weights", "order_qty", "limit_price", "positions", "reasons", "mu", "sigma",
+            "prob_edge")
+
+
+class ParamError(ValueError):
+    """A `--param NAME=VALUE` that names no parameter or lies outside its range."""
+
+
+@dataclass
+class Engine:
+    pir: PolicyIR
+    builder: StepBuilder
+    step: Callable            # step(params, state, bar) -> (state, decision), pure
+
+    @classmethod
+    def build(cls, policy: CheckedPolicy, symbols, initial_cash: float = 1e6) -> "Engine":
+        pir = to_ir(policy)
+        b = StepBuilder(pir, Universe.bind(pir, symbols), initial_cash)
+        return cls(pir, b, b.step)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.builder.u.symbols
+
+    @property
+    def cfg(self) -> mk.MarketConfig:
+        return self.builder.cfg
+
+    def params(self, overrides: dict[str, float] | None = None) -> dict:
+        params = self.builder.default_params()
+        specs = {p.name: p for p in self.pir.params}
+        for name, value in (overrides or {}).items():
+            if name not in specs:
+                known = ", ".join(f"`{k}`" for k in specs) or "none"
+                raise ParamError(f"the policy has no parameter `{name}` (parameters: {known})")
+            p = specs[name]
+            if not p.lo <= value <= p.hi:
+                raise ParamError(f"`{name}` = {value:g} lies outside its range "
+                                 f"[{p.lo:g}, {p.hi:g}]")
+            if p.dtype == "int" and value != int(value):
+                raise ParamError(f"`{name}` takes a whole number, found {value:g}")
+            params[name] = jnp.asarray(int(value) if p.dtype == "int" else float(value),
+                                       params[name].dtype)
+        return params
+
+    def init_carry(self) -> dict:
+        N = len(self.symbols)
+        return {"state": self.builder.init_state(), "qty": jnp.zeros(N),
+                "limit": jnp.full(N, jnp.nan), "adv": jnp.full(N, jnp.nan),
+                "vol": jnp.full(N, jnp.nan)}
+
+    def bar_update(self, params: dict, carry: dict, bar: dict):
+        """One simulated bar: fill the previous orders on this bar, then decide."""
+        fills = mk.execute(self.cfg, mk.Orders(carry["qty"], carry["limit"]), bar["open"],
+                           bar["high"], bar["low"], bar["close"], bar["volume"], bar["valid"],
+                           carry["adv"], carry["vol"])
+        cost = fills.commission + fills.spread + fills.impact
+        full = dict(bar, fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost)
+        state, d = self.step(params, carry["state"], full)
+        carry = {"state": state, "qty": d["order_qty"], "limit": d["limit_price"],
+                 "adv": d["adv"], "vol": d["vol"]}
+        out = {k: d[k] for k in RECORD + RECORD_N}
+        out.update(fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost)
+        return carry, out
+
+
+def panel_bars(panel) -> dict:
+    """The panel as scan inputs: a dict of arrays with a leading time axis."""
+    return {"ts": jnp.asarray(panel.ts, jnp.int64),
+            **{k: jnp.asarray(getattr(panel, k), jnp.float64) for k in BAR_FIELDS},
+            "valid": jnp.asarray(panel.valid, bool)}
+
+
+def bar_at(bars: dict, t: int) -> dict:
+    return {k: v[t] for k, v in bars.items()}
+
+
+def to_numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)

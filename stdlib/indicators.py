@@ -1,0 +1,176 @@
+"""Indicators over ring buffers and cross-sections, in JAX.
+
+Missing data is NaN and stays NaN: a rolling statistic whose window holds a missing value is
+NaN, so an instrument with a gap in its history is not traded until the gap has left every
+window it feeds. Cross-sectional statistics ignore NaN instruments.
+
+A ring buffer is an array ``[W, N]`` with a write position: the value of bar ``t`` lives in row
+``t % W``. Rows not yet written hold NaN. Write before you read: updating a row and then reading
+lets XLA update the buffer in place inside ``lax.scan`` (reading first forces a full copy).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import ndtr
+
+jax.config.update("jax_enable_x64", True)
+
+
+def ring_write(buf, pos, value):
+    """The buffer with ``value`` written at row ``pos % W`` (``pos`` is the bar count)."""
+    row = jnp.mod(pos, buf.shape[0])
+    value = jnp.broadcast_to(jnp.asarray(value, buf.dtype), buf.shape[1:])
+    return jax.lax.dynamic_update_index_in_dim(buf, value, row, 0)
+
+
+def ring_lag(buf, pos, n):
+    """The value written ``n`` bars before bar ``pos`` (``n <= W - 1``)."""
+    row = jnp.mod(pos - n, buf.shape[0])
+    return jax.lax.dynamic_index_in_dim(buf, row, 0, keepdims=False)
+
+
+def ring_age(buf, pos):
+    """Age in bars of each row: 0 for the row written at ``pos``, W - 1 for the oldest."""
+    rows = jnp.arange(buf.shape[0])
+    return jnp.mod(pos - rows, buf.shape[0])
+
+
+def _window_mask(buf, pos, n):
+    mask = ring_age(buf, pos) < n
+    return mask.reshape(mask.shape + (1,) * (buf.ndim - 1))
+
+
+def rolling(stat: str, buf, pos, n):
+    """A statistic of the last ``n`` rows (the current one included).
+
+    ``mean``, ``sum``, ``stdev`` and ``var`` (sample, ddof 1), ``min``, ``max`` and ``zscore``
+    ((x - mean) / stdev of the window, with the current value x). NaN when any value in the
+    window is missing.
+    """
+    m = _window_mask(buf, pos, n)
+    nf = jnp.asarray(n, buf.dtype)
+    if stat in ("min", "max"):
+        fill = jnp.inf if stat == "min" else -jnp.inf
+        vals = jnp.where(m, buf, fill)
+        out = vals.min(0) if stat == "min" else vals.max(0)
+        bad = jnp.any(m & jnp.isnan(buf), axis=0)
+        return jnp.where(bad, jnp.nan, out)
+    masked = jnp.where(m, buf, 0.0)
+    total = masked.sum(0)
+    if stat == "sum":
+        return total
+    mean = total / nf
+    if stat == "mean":
+        return mean
+    dev = jnp.where(m, buf - mean, 0.0)
+    var = (dev * dev).sum(0) / (nf - 1.0)
+    if stat == "var":
+        return var
+    sd = jnp.sqrt(var)
+    if stat == "stdev":
+        return sd
+    current = ring_lag(buf, pos, 0)
+    return (current - mean) / sd   # zscore
+
+
+def ema_update(prev, count, x, n):
+    """One step of an exponential moving average with ``alpha = 2 / (n + 1)``.
+
+    Returns ``(ema, count, value)``: the new state and the value to use at this bar, which is
+    NaN until ``n`` valid inputs have been seen and NaN on a bar whose input is missing (the
+    state then holds its previous value).
+    """
+    alpha = 2.0 / (jnp.asarray(n, jnp.float64) + 1.0)
+    ok = jnp.isfinite(x)
+    seeded = count > 0
+    new = jnp.where(seeded, alpha * x + (1.0 - alpha) * prev, x)
+    ema = jnp.where(ok, new, prev)
+    count = count + ok.astype(count.dtype)
+    value = jnp.where(ok & (count >= n), ema, jnp.nan)
+    return ema, count, value
+
+
+def cs_zscore(x):
+    """(x - mean) / std across the finite instruments (population std)."""
+    ok = jnp.isfinite(x)
+    cnt = ok.sum()
+    mean = jnp.where(ok, x, 0.0).sum() / cnt
+    var = jnp.where(ok, (x - mean) ** 2, 0.0).sum() / cnt
+    sd = jnp.sqrt(var)
+    return jnp.where(ok & (sd > 0), (x - mean) / sd, jnp.nan)
+
+
+def cs_demean(x):
+    ok = jnp.isfinite(x)
+    mean = jnp.where(ok, x, 0.0).sum() / ok.sum()
+    return jnp.where(ok, x - mean, jnp.nan)
+
+
+def cs_rank(x):
+    """Rank across the finite instruments scaled to [0, 1]; ties share their mean rank."""
+    ok = jnp.isfinite(x)
+    cnt = ok.sum()
+    srt = jnp.sort(jnp.where(ok, x, jnp.inf))
+    lo = jnp.searchsorted(srt, x, side="left")
+    hi = jnp.searchsorted(srt, x, side="right")
+    r = (lo + hi - 1) / 2.0 / jnp.maximum(cnt - 1, 1)
+    return jnp.where(ok, r, jnp.nan)
+
+
+def cs_mean(x):
+    ok = jnp.isfinite(x)
+    return jnp.where(ok, x, 0.0).sum() / ok.sum()
+
+
+def cs_quantile(x, q):
+    """The q-quantile across finite instruments, linear interpolation."""
+    return jnp.nanquantile(jnp.where(jnp.isfinite(x), x, jnp.nan), q)
+
+
+def cs_any(c):
+    return jnp.any(c)
+
+
+def cs_all(c, valid):
+    return jnp.all(c | ~valid)
+
+
+def cs_share(c, valid):
+    return jnp.where(valid, c, False).sum() / jnp.maximum(valid.sum(), 1)
+
+
+def turbulence(buf, pos, n, shrink: float = 0.1):
+    """Turbulence index of the current cross-section against the previous ``n`` bars.
+
+    ``d = x_t - m``, with ``m`` and ``S`` the mean and covariance of the ``n`` bars before
+    ``t``; ``S`` is shrunk toward its diagonal, ``(1 - s) S + s diag(S)``, so it stays
+    invertible when instruments outnumber bars. Returns ``d' S^-1 d / N`` over the instruments
+    with a complete window (about 1 in calm markets). Kritzman and Li (2010).
+    """
+    age = ring_age(buf, pos)
+    past = ((age >= 1) & (age <= n))[:, None]
+    x = ring_lag(buf, pos, 0)
+    complete = jnp.all(jnp.where(past, jnp.isfinite(buf), True), axis=0) & jnp.isfinite(x)
+    nf = jnp.asarray(n, jnp.float64)
+    hist = jnp.where(past & complete, buf, 0.0)
+    m = hist.sum(0) / nf
+    dev = jnp.where(past & complete, buf - m, 0.0)
+    cov = dev.T @ dev / (nf - 1.0)
+    diag = jnp.diag(cov)
+    cov = (1.0 - shrink) * cov + shrink * jnp.diag(diag)
+    eye = jnp.eye(cov.shape[0])
+    cov = jnp.where(complete[:, None] & complete[None, :], cov, eye)
+    d = jnp.where(complete, x - m, 0.0)
+    k = complete.sum()
+    val = d @ jnp.linalg.solve(cov, d) / jnp.maximum(k, 1)
+    return jnp.where(k > 1, val, jnp.nan)
+
+
+def normcdf(x):
+    return ndtr(x)
+
+
+def prob_edge(mu, sigma, cost):
+    """P(edge > 0) = Phi((|mu| - cost) / sigma) for a normal forecast of the return."""
+    return ndtr((jnp.abs(mu) - cost) / sigma)
