@@ -202,7 +202,7 @@ class StepBuilder:
             fired["from_peak"] = 1.0 - E / peak >= dd.from_peak.max
         if spec.risk.trailing_stop is not None:
             ts = spec.risk.trailing_stop
-            band = ts.multiple * _nanstd(eq_ring, self.trail_window)
+            band = ts.multiple * _nanstd(eq_ring, self.trail_window) * self.trail_window ** 0.5
             fired["trailing_stop"] = E < trail_peak * (1.0 - band)
         lim_fired = jnp.stack([jnp.asarray(fired.get(k, False)) for k in LIMITS])
         cds = jnp.asarray([self.pir.policy.limit_cooldowns.get(k, 0) for k in LIMITS], jnp.int64)

@@ -186,8 +186,10 @@ class VaR(Section):
 
 
 class TrailingStop(Section):
-    """Portfolio trailing stop: equity below its trailing peak by `multiple` x its own recent
-    volatility (a volatility-adaptive band)."""
+    """Portfolio trailing stop with a volatility-adaptive band: it fires when equity falls below
+    its trailing peak by more than `multiple` x sd x sqrt(`window`), where sd is the standard
+    deviation of the equity's one-bar returns over the last `window` bars (so the band is
+    `multiple` typical moves of the equity over the window)."""
 
     multiple: _frac(0.0, 100.0, lo_open=True, what="multiple")
     window: _positive_int("`window`") = 20

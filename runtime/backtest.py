@@ -45,14 +45,26 @@ def make_runner(engine: Engine):
     return jax.jit(run)
 
 
-def backtest(engine: Engine, panel, params: dict | None = None, runner=None) -> BacktestResult:
+def backtest(engine: Engine, panel, params: dict | None = None, runner=None,
+             chunk: int | None = None, progress=None) -> BacktestResult:
+    """Simulate the engine over the panel. With `chunk`, the scan runs in pieces of that many
+    bars (the same function, so the same numbers) and `progress(done, total)` is called after
+    each piece."""
     params = engine.params() if params is None else params
     runner = runner or make_runner(engine)
-    carry, out = runner(params, engine.init_carry(), panel_bars(panel))
-    out = to_numpy(out)
+    bars, T = panel_bars(panel), len(panel.ts)
+    step = chunk or max(T, 1)
+    carry, pieces = engine.init_carry(), []
+    for start in range(0, T, step):
+        piece = jax.tree_util.tree_map(lambda a: a[start:start + step], bars)
+        carry, out = runner(params, carry, piece)
+        pieces.append(to_numpy(out))
+        if progress is not None:
+            progress(min(start + step, T), T)
+    out = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
     metrics = compute_metrics(out["equity"], out["gross"] * out["equity"],
                               out["net"] * out["equity"], out["traded_notional"],
-                              out["costs"] + out["borrow"], engine.builder.bpy)
+                              out["costs"] + out["borrow"], engine.bars_per_year)
     return BacktestResult(engine, np.asarray(panel.ts), out, metrics, carry)
 
 
@@ -71,14 +83,14 @@ def _long(result: BacktestResult, columns: dict, keep) -> pa.Table:
 
 
 def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
-    o, b = result.out, result.engine.builder
+    o, flag_names = result.out, result.engine.reasons
     from crowe.compiler.step import STATES
     equity = pa.table({
         "ts": _ts(result.ts), "equity": o["equity"], "cash": o["cash"], "gross": o["gross"],
         "net": o["net"], "costs": o["costs"], "borrow": o["borrow"],
         "traded_notional": o["traded_notional"], "tail_loss": o["tail_loss"],
         "trading_state": pa.array([STATES[int(s)] for s in o["trading_state"]]),
-        "portfolio_reasons": pa.array([_names(int(r), b.reasons) for r in
+        "portfolio_reasons": pa.array([_names(int(r), flag_names) for r in
                                        o["portfolio_reasons"]], pa.list_(pa.string())),
     })
     held = (o["weights"] != 0) | (o["positions"] != 0)
@@ -90,7 +102,7 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
     fills = _long(result, {"qty": o["fill_qty"], "price": o["fill_price"], "cost": o["fill_cost"]},
                   o["fill_qty"] != 0)
     reasons = _long(result, {"flags": o["reasons"]}, o["reasons"] != 0)
-    names = [_names(int(f), b.reasons) for f in reasons.column("flags").to_numpy()]
+    names = [_names(int(f), flag_names) for f in reasons.column("flags").to_numpy()]
     reasons = reasons.append_column("reasons", pa.array(names, pa.list_(pa.string())))
     return {"equity": equity, "weights": weights, "orders": orders, "fills": fills,
             "reasons": reasons}

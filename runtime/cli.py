@@ -13,6 +13,8 @@ import json
 import click
 
 from .data import DataError, load_bars
+from .engine import ParamError
+from .run import RunError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
@@ -21,7 +23,7 @@ class UserError(Exception):
     """Something the user can fix; the message is shown as ``error: <message>``."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError)
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError)
 
 
 class _Guarded(click.Group):
@@ -40,7 +42,7 @@ class _Guarded(click.Group):
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message.splitlines()[0] if message else 'unknown'}", err=True)
+    click.echo(f"error: {message or 'unknown'}", err=True)
     raise click.exceptions.Exit(EXIT_ERROR)
 
 
@@ -72,3 +74,21 @@ def data_check(path: str, fmt: str) -> None:
         if len(report.issues) > 20:
             click.echo("  (use --format json for every issue)")
     raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--data", type=click.Path(path_type=str), default=None,
+              help="Parquet bar file (default: the bundled data that covers the universe).")
+@click.option("--start", default=None, help="First date to simulate, e.g. 2005-01-01.")
+@click.option("--end", default=None, help="Last date to simulate (inclusive).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Override a policy parameter; repeatable.")
+@click.option("--cash", type=float, default=1e6, show_default=True, help="Initial capital.")
+@click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def backtest(policy, data, start, end, params, cash, out_dir, fmt) -> None:
+    """Compile POLICY and backtest it on bar data; print its metrics."""
+    from .commands import run_backtest
+    run_backtest(policy, data, start, end, params, cash, out_dir, fmt)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crowe.compiler.program import PolicyIR, to_ir
+from crowe.compiler.program import ParamSpec, to_ir
 from crowe.compiler.step import StepBuilder, Universe
 from crowe.dsl.check import CheckedPolicy
 
@@ -38,27 +38,36 @@ class ParamError(ValueError):
 
 @dataclass
 class Engine:
-    pir: PolicyIR
-    builder: StepBuilder
-    step: Callable            # step(params, state, bar) -> (state, decision), pure
+    """Everything a simulation needs from a compiled policy, whether it was just compiled from
+    source (`from_policy`) or loaded from a signed artifact."""
+
+    name: str
+    version: str
+    symbols: tuple[str, ...]
+    cfg: mk.MarketConfig          # the market model's settings, from the policy's execution
+    bars_per_year: float
+    reasons: tuple[str, ...]      # bit i of a reason word is reasons[i]
+    param_specs: tuple[ParamSpec, ...]
+    warmup: int
+    init_state: Callable[[], dict]
+    step: Callable                # step(params, state, bar) -> (state, decision), pure
 
     @classmethod
-    def build(cls, policy: CheckedPolicy, symbols, initial_cash: float = 1e6) -> "Engine":
+    def from_policy(cls, policy: CheckedPolicy, symbols, initial_cash: float = 1e6) -> "Engine":
         pir = to_ir(policy)
         b = StepBuilder(pir, Universe.bind(pir, symbols), initial_cash)
-        return cls(pir, b, b.step)
+        spec = policy.spec
+        return cls(spec.policy, spec.version, b.u.symbols, b.cfg, b.bpy, b.reasons, pir.params,
+                   pir.warmup, b.init_state, b.step)
 
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return self.builder.u.symbols
-
-    @property
-    def cfg(self) -> mk.MarketConfig:
-        return self.builder.cfg
+    def default_params(self) -> dict:
+        return {p.name: jnp.asarray(int(p.default) if p.dtype == "int" else float(p.default),
+                                    jnp.int64 if p.dtype == "int" else jnp.float64)
+                for p in self.param_specs}
 
     def params(self, overrides: dict[str, float] | None = None) -> dict:
-        params = self.builder.default_params()
-        specs = {p.name: p for p in self.pir.params}
+        params = self.default_params()
+        specs = {p.name: p for p in self.param_specs}
         for name, value in (overrides or {}).items():
             if name not in specs:
                 known = ", ".join(f"`{k}`" for k in specs) or "none"
@@ -75,7 +84,7 @@ class Engine:
 
     def init_carry(self) -> dict:
         N = len(self.symbols)
-        return {"state": self.builder.init_state(), "qty": jnp.zeros(N),
+        return {"state": self.init_state(), "qty": jnp.zeros(N),
                 "limit": jnp.full(N, jnp.nan), "adv": jnp.full(N, jnp.nan),
                 "vol": jnp.full(N, jnp.nan)}
 

@@ -1,0 +1,80 @@
+"""What `crowe backtest` does, as functions the command line and the tests share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from crowe.dsl.diagnostics import render_text
+from crowe.dsl.policy import CheckResult, UnreadableFile, check_path
+
+from .bundled import default_data
+from .data import DataReport, load_bars
+
+
+class RunError(Exception):
+    """The run cannot start: the policy does not check, the data cannot serve it, a bad flag."""
+
+
+@dataclass
+class Prepared:
+    check: CheckResult
+    panel: object
+    report: DataReport
+    data_path: str
+
+
+def checked_policy(path: str) -> CheckResult:
+    try:
+        result = check_path(path)
+    except UnreadableFile as e:
+        raise RunError(str(e)) from None
+    if not result.ok:
+        text = "\n\n".join(render_text(d, result.source) for d in result.errors)
+        raise RunError(f"`{path}` does not check:\n\n{text}")
+    return result
+
+
+def prepare(policy_path: str, data: str | None, start: str | None, end: str | None) -> Prepared:
+    check = checked_policy(policy_path)
+    symbols = check.policy.spec.universe.symbols
+    if data is None:
+        found = default_data(symbols)
+        if found is None:
+            raise RunError("no bundled data file holds every symbol of the policy's universe; "
+                           "pass one with --data")
+        data = str(found)
+    panel, report = load_bars(data, start=start, end=end)
+    if symbols != "from_data":
+        missing = [s for s in symbols if s not in panel.symbols]
+        if missing:
+            raise RunError(f"`{data}` has no bars for {', '.join(f'`{s}`' for s in missing)}, "
+                           "which the policy's universe lists; choose another --data file")
+        panel = panel.select(symbols)
+    if panel.T == 0:
+        raise RunError(f"`{data}` has no bars in the chosen dates")
+    return Prepared(check, panel, report, data)
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise RunError(f"`--param {item}` is not NAME=VALUE")
+        try:
+            out[name.strip()] = _number(value.strip())
+        except ValueError:
+            raise RunError(f"`--param {item}`: `{value}` is not a number") from None
+    return out
+
+
+def _number(text: str) -> float:
+    if text.endswith("%"):
+        return float(text[:-1]) / 100
+    if text.endswith("bps"):
+        return float(text[:-3]) / 1e4
+    return float(text)
+
+
+def default_out(policy_path: str) -> str:
+    return str(Path("out") / Path(policy_path).stem)
