@@ -8,6 +8,7 @@ skipped quietly so that one mistake is reported once.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES, Signature
@@ -23,6 +24,8 @@ from .yamlload import MapNode, Node, ScalarNode
 
 MAX_WINDOW = 10_000
 _BAR_UNITS = {"price": PRICE, "shares": SHARES}
+# A name in an expression's text: not part of a number (`1e6`, `20d`), not a keyword argument.
+_MENTION = re.compile(r"(?<![\w.])[A-Za-z_]\w*\b(?!\s*=(?!=))")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,6 @@ class Checker:
         self.feature_lb: dict[str, tuple[int, int]] = {}
         self.order: list[str] = []
         self.bar_seconds = 86400
-        self.used: set[str] = set()
 
     # -- positions ------------------------------------------------------------------------
 
@@ -485,15 +487,30 @@ class Checker:
                            self.span("compliance", "shorting", "locates"))
 
     def check_unused(self) -> None:
+        used = self.mentioned()
         for name in self.feature_src:
-            if name not in self.used and self.feature_types.get(name) is not None:
+            if name not in used and self.feature_types.get(name) is not None:
                 self.diags.add("W0101", f"feature `{name}` is never used",
                                self.key_span("features", name),
                                help="remove it, or use it in `signal`, `gates` or `stand_down`")
         for name in self.params:
-            if name not in self.used:
+            if name not in used:
                 self.diags.add("W0102", f"parameter `{name}` is never used",
                                self.key_span("params", name), help="remove it")
+
+    def mentioned(self) -> set[str]:
+        """The names that some expression mentions (a feature's own definition aside), read from
+        the text, so that an expression reported broken still uses what it names."""
+        places = [(("features", k), k) for k in self.declared("features")]
+        places += [(("signal", k), None) for k in ("mu", "sigma")]
+        places += [(("gates", k), None) for k in self.declared("gates")]
+        places += [(("stand_down", k, "when"), None) for k in self.declared("stand_down")]
+        used: set[str] = set()
+        for path, owner in places:
+            n = self.node(*path)
+            if isinstance(n, ScalarNode):
+                used.update(m for m in _MENTION.findall(n.raw) if m != owner)
+        return used
 
     # -- expressions ----------------------------------------------------------------------
 
@@ -546,11 +563,9 @@ class Checker:
         if n in BAR_FIELDS:
             return Type(Kind.SERIES, DType.FLOAT, _BAR_UNITS[BAR_FIELDS[n]]), (0, 0)
         if n in self.params:
-            self.used.add(n)
             p = self.params[n]
             return Type(Kind.PARAM, p.dtype, None), (0, 0)
         if n in self.feature_src:
-            self.used.add(n)
             t = self.type_feature(n, stack) if where == "features" else \
                 self.feature_types.get(n)
             return t, self.feature_lb.get(n, (0, 0))
@@ -770,7 +785,6 @@ class Checker:
         if isinstance(expr, A.Number):
             return self.window_literal(e, expr)
         if isinstance(expr, A.Name) and expr.id in self.params:
-            self.used.add(expr.id)
             p = self.params[expr.id]
             if p.dtype is not DType.INT or p.lo < 1:
                 self.diags.add("E0502", f"parameter `{p.name}` cannot be a window: windows are "
