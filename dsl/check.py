@@ -682,7 +682,7 @@ class Checker:
         types, windows, ok = [], {}, True
         for arg, expr in bound:
             if arg.role == "window":
-                w = self.window(e, arg, expr)
+                w = self.window(e, arg, expr, where, stack)
                 ok &= w is not False
                 windows[arg.name] = w if w is not False else None
                 continue
@@ -774,7 +774,7 @@ class Checker:
             return self.unify(expr, prior[0].unit, t.unit, f"use in `{sig.name}`") is not False
         return True
 
-    def window(self, e: A.Call, arg, expr: A.Expr):
+    def window(self, e: A.Call, arg, expr: A.Expr, where: str, stack):
         """A window argument's (default, max) bar counts, or False after a diagnostic."""
         look_ahead = e.func in ("lag", "ret", "logret", "delta")
         if isinstance(expr, A.Unary) and expr.op == "-" and look_ahead:
@@ -793,6 +793,8 @@ class Checker:
                                secondary=[Label(p.span, "defined here")])
                 return False
             return self.window_bounds(expr, int(p.default), int(p.hi))
+        if self.infer(expr, where, stack) is None:
+            return False  # an unknown or broken name: reported once, where it is resolved
         help = "write a whole number such as `20`, a duration such as `20d`, or an integer " \
                "parameter"
         if e.func in ("min", "max"):
