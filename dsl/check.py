@@ -20,7 +20,7 @@ from .quantity import QuantityError, fraction
 from .schema import PolicySpec
 from .source import SourceFile, Span
 from .types import (BARS, DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type, Unit)
-from .yamlload import MapNode, Node, ScalarNode
+from .yamlload import MapNode, Node, ScalarNode, SeqNode
 
 MAX_WINDOW = 10_000
 _BAR_UNITS = {"price": PRICE, "shares": SHARES}
@@ -101,6 +101,8 @@ class Checker:
         for key in path:
             if isinstance(n, MapNode):
                 n = n.get(key)
+            elif isinstance(n, SeqNode) and isinstance(key, int) and 0 <= key < len(n.items):
+                n = n.items[key]
             else:
                 return None
         return n
@@ -211,8 +213,7 @@ class Checker:
             try:
                 values.append(fraction(raw))
             except QuantityError as e:
-                self.diags.add("E0304", str(e), self.span(*path) if i == 0 else
-                               self.span("params", name, "range"))
+                self.diags.add("E0304", str(e), self.span(*path))
                 return None
         d, lo, hi = values
         is_int = all(isinstance(v, int) and not isinstance(v, bool)
