@@ -48,7 +48,7 @@ def fraction(value: object) -> float:
     if isinstance(value, bool) or value is None:
         raise QuantityError("expected a number such as `0.5`, `50%` or `3bps`")
     if isinstance(value, (int, float)):
-        out = float(value)
+        out = to_float(value)
     elif isinstance(value, str):
         m = _NUMBER.match(value)
         if not m:
@@ -59,6 +59,14 @@ def fraction(value: object) -> float:
     if not math.isfinite(out):
         raise QuantityError("the number must be finite")
     return out
+
+
+def to_float(value: int | float) -> float:
+    """`value` as a float; an integer too large for one becomes infinite (and is reported so)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def written_as_percent(value: object) -> bool:

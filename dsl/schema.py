@@ -10,6 +10,7 @@ Numbers that are fractions accept `0.05`, `5%` or `500bps`; each is range-checke
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -17,7 +18,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_valid
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from .quantity import Duration, QuantityError, duration, fraction, written_as_percent
+from .quantity import (Duration, QuantityError, duration, fraction, to_float,
+                       written_as_percent)
 
 
 def _fail(kind: str, message: str, help: str | None = None) -> PydanticCustomError:
@@ -69,9 +71,10 @@ def _positive_int(what: str):
 def _money(raw: Any) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise _fail("number", f"expected an amount such as `1e6`, found `{raw}`")
-    if not raw > 0 or raw != raw or raw == float("inf"):
+    amount = to_float(raw)
+    if not 0 < amount < math.inf:
         raise _fail("range", f"the amount must be positive and finite, found `{raw}`")
-    return float(raw)
+    return amount
 
 
 Dur = Annotated[Duration, BeforeValidator(_dur)]
