@@ -93,12 +93,14 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
         return PolicySpec.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-    seen: set[tuple] = set()
+    # A value the YAML reader already reported (`yes`, `0250`, `12:30`, an alias) is not
+    # reported again for what it became.
+    seen: set[tuple] = {(d.span.start, d.span.end) for d in diags.errors}
     broken = {err["loc"][0] for err in errors if err["loc"]}
     for err in errors:
         path, node = _resolve(root, err["loc"])
         key = (tuple(path), err["type"] in ("missing", "extra_forbidden"))
-        if key in seen:
+        if key in seen or node is not None and (node.span.start, node.span.end) in seen:
             continue  # one report per place: a union reports each alternative
         seen.add(key)
         _report(err, path, node, root, source, diags)
