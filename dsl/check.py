@@ -17,12 +17,11 @@ from . import ast as A
 from .diagnostics import Diagnostics, Label, suggestion
 from .expr import format_expr, parse_expr, span_in
 from .quantity import QuantityError, fraction
-from .schema import PolicySpec
+from .schema import MAX_WINDOW, PolicySpec
 from .source import SourceFile, Span
 from .types import (BARS, DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type, Unit)
 from .yamlload import MapNode, Node, ScalarNode, SeqNode
 
-MAX_WINDOW = 10_000
 _BAR_UNITS = {"price": PRICE, "shares": SHARES}
 # A name in an expression's text: not part of a number (`1e6`, `20d`), not a keyword argument.
 _MENTION = re.compile(r"(?<![\w.])[A-Za-z_]\w*\b(?!\s*=(?!=))")
@@ -297,6 +296,8 @@ class Checker:
             self.diags.add("E0702", f"the horizon `{h}` is not a whole number of bars",
                            self.span("signal", "horizon"),
                            help="use a multiple of the bar size in `universe.bar`")
+        else:
+            self.too_long(h.bars(self.bar_seconds), "the horizon", "signal", "horizon")
         return out
 
     def check_gates(self) -> dict[str, A.Expr]:
@@ -419,7 +420,17 @@ class Checker:
         if bars is None:
             self.diags.add("E0702", f"the cooldown `{d}` is not a whole number of bars",
                            self.span(*path), help="use a multiple of the bar size")
+        elif self.too_long(bars, "the cooldown", *path):
+            return None
         return bars
+
+    def too_long(self, bars: int, what: str, *path) -> bool:
+        """Report a horizon or cooldown longer than any window may be."""
+        if bars <= MAX_WINDOW:
+            return False
+        self.diags.add("E0702", f"{what} is longer than the limit of {MAX_WINDOW:,} bars",
+                       self.span(*path), help="use a shorter duration")
+        return True
 
     # -- risk and compliance --------------------------------------------------------------
 

@@ -22,6 +22,9 @@ from .quantity import (Duration, QuantityError, duration, fraction, to_float,
                        written_as_percent)
 
 
+MAX_WINDOW = 10_000  # bars: the longest history any window, horizon or cooldown may span
+
+
 def _fail(kind: str, message: str, help: str | None = None) -> PydanticCustomError:
     return PydanticCustomError(kind, message, {"help": help} if help else {})
 
@@ -58,14 +61,22 @@ def _dur(raw: Any) -> Duration:
         raise _fail("duration", str(e)) from None
 
 
-def _positive_int(what: str):
+def _positive_int(what: str, most: int | None = None):
     def check(raw: Any) -> int:
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise _fail("int", f"{what} must be a whole number, found `{raw}`")
         if raw <= 0:
             raise _fail("range", f"{what} must be positive, found `{raw}`")
+        if most is not None and raw > most:
+            raise _fail("range", f"{what} must be at most {most:,} bars, found `{raw}`",
+                        "use a shorter window")
         return raw
     return Annotated[int, BeforeValidator(check)]
+
+
+def _window(what: str):
+    """A window in bars, bounded like the windows of expressions."""
+    return _positive_int(what, MAX_WINDOW)
 
 
 def _money(raw: Any) -> float:
@@ -135,7 +146,7 @@ class Sizing(Section):
     method: Literal["kelly_tempered", "vol_target", "equal", "inverse_vol"]
     lambda_: Fraction01 | None = Field(default=None, alias="lambda")
     vol_target: _frac(0.0, 2.0, lo_open=True, what="volatility target") | None = None
-    vol_window: _positive_int("`vol_window`") = 63
+    vol_window: _window("`vol_window`") = 63
     budget: _frac(0.0, 10.0, lo_open=True, what="budget") | None = None
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
@@ -152,7 +163,7 @@ class Sizing(Section):
 
 class Covariance(Section):
     estimator: Literal["ledoit_wolf", "sample"] = "ledoit_wolf"
-    window: _positive_int("`window`") = 126
+    window: _window("`window`") = 126
 
 
 class Portfolio(Section):
@@ -183,7 +194,7 @@ class Drawdown(Section):
 
 class VaR(Section):
     confidence: _frac(0.5, 1.0, lo_open=True, hi_open=True, what="confidence")
-    window: _positive_int("`window`")
+    window: _window("`window`")
     max: _frac(0.0, 1.0, lo_open=True, hi_open=True, what="limit")
     method: Literal["historical", "parametric"] = "historical"
 
@@ -195,7 +206,7 @@ class TrailingStop(Section):
     `multiple` typical moves of the equity over the window)."""
 
     multiple: _frac(0.0, 100.0, lo_open=True, what="multiple")
-    window: _positive_int("`window`") = 20
+    window: _window("`window`") = 20
     action: ActionText = "flatten"
     cooldown: Dur | None = None
 
@@ -238,7 +249,7 @@ class Rule(Section):
     cooldown: Dur | None = None
     max_missing: _frac(0.0, 1.0, hi_open=True, what="missing share") | None = None
     sigma: _frac(0.0, 100.0, lo_open=True, what="spike threshold") | None = None
-    window: _positive_int("`window`") | None = None
+    window: _window("`window`") | None = None
     losses: _positive_int("`losses`") | None = None
 
 
