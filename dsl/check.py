@@ -130,13 +130,14 @@ class Checker:
 
     def parse(self, *path) -> A.Expr | None:
         n = self.node(*path)
-        if not isinstance(n, ScalarNode) or not isinstance(n.value, str):
+        if not isinstance(n, ScalarNode) or n.value is None:
             return None
         if n.text_offset is not None:
             spanner = span_in(self.src, n.text_offset)
         else:
             spanner = lambda a, b, s=n.span: s  # noqa: E731
-        return parse_expr(n.value, spanner, self.diags)
+        text = n.value if isinstance(n.value, str) else n.raw  # `0.02`, `true`: as written
+        return parse_expr(text, spanner, self.diags)
 
     # -- the whole policy -----------------------------------------------------------------
 

@@ -109,17 +109,33 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
 
 def _partial(data: dict, broken: set) -> PolicySpec:
     """The sections that did validate, so the checker can still report expression errors.
-    Broken or missing sections are None; the checker skips them (they were reported)."""
+    Broken or missing sections are None; the checker skips them (they were reported). Of a
+    broken `name: entry` section (features, gates, rules...) the valid entries are kept, so
+    that one bad entry does not hide the mistakes of its siblings."""
     values = {}
     for name, field in PolicySpec.model_fields.items():
-        if name in broken or name not in data:
-            values[name] = None if name in broken or field.is_required() else field.default
-            continue
-        try:
-            values[name] = TypeAdapter(field.annotation).validate_python(data[name])
-        except ValidationError:
-            values[name] = None
+        if name not in data:
+            values[name] = None if field.is_required() else field.default
+        elif name in broken:
+            values[name] = _valid_entries(field.annotation, data[name])
+        else:
+            values[name] = _valid(field.annotation, data[name])
     return PolicySpec.model_construct(**values)
+
+
+def _valid(annotation, value):
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError:
+        return None
+
+
+def _valid_entries(annotation, value) -> dict | None:
+    if typing.get_origin(annotation) is not dict or not isinstance(value, dict):
+        return None
+    entry = typing.get_args(annotation)[1]
+    valid = {key: _valid(entry, item) for key, item in value.items()}
+    return {key: item for key, item in valid.items() if item is not None}
 
 
 def _resolve(root: Node, loc: tuple) -> tuple[list, Node | None]:
@@ -190,6 +206,8 @@ def _report(err: dict, path: list, node: Node | None, root: MapNode, source: Sou
 
 def _message(kind: str, err: dict, given, ctx: dict) -> tuple[str, str, str | None]:
     found = _describe(given)
+    if kind == "empty_expression":
+        return "E0205", str(err["msg"]), ctx.get("help")
     if "help" in ctx or kind in ("quantity", "range", "duration", "int", "number", "semver",
                                  "identifier", "owner", "empty", "duplicate") or \
             kind.startswith("missing_"):

@@ -90,7 +90,18 @@ def _money(raw: Any) -> float:
 
 Dur = Annotated[Duration, BeforeValidator(_dur)]
 Money = Annotated[float, BeforeValidator(_money)]
-Expr = Annotated[str, Field(min_length=0)]
+def _expr(raw: Any) -> Any:
+    # YAML reads `sigma: 0.02` or `always: true` as a number or a boolean, but both are
+    # expressions too: the checker parses them from the text as written.
+    if raw is None:
+        raise _fail("empty_expression", "empty expression",
+                    "write an expression such as `ret(close, 1)`")
+    if isinstance(raw, (bool, int, float)):
+        return str(raw).lower() if isinstance(raw, bool) else repr(raw)
+    return raw
+
+
+Expr = Annotated[str, BeforeValidator(_expr)]
 Fraction01 = _frac(0.0, 1.0, lo_open=True)
 Bps = _frac(0.0, 0.05, what="cost")
 
