@@ -213,7 +213,7 @@ class Checker:
             try:
                 values.append(fraction(raw))
             except QuantityError as e:
-                self.diags.add("E0304", str(e), self.span(*path))
+                self.diags.add("E0304", str(e), self.span(*path), help=e.help)
                 return None
         d, lo, hi = values
         is_int = all(isinstance(v, int) and not isinstance(v, bool)

@@ -16,7 +16,8 @@ from .check import CheckedPolicy, Checker
 from .diagnostics import Diagnostic, Diagnostics, suggestion
 from .schema import PolicySpec
 from .source import SourceFile, Span
-from .yamlload import MAX_BYTES, MapNode, Node, SeqNode, decode_source, load_yaml, to_plain
+from .yamlload import (MAX_BYTES, MapNode, Node, ScalarNode, SeqNode, decode_source, load_yaml,
+                       to_plain)
 
 
 @dataclass
@@ -97,14 +98,25 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
     # reported again for what it became.
     seen: set[tuple] = {(d.span.start, d.span.end) for d in diags.errors}
     broken = {err["loc"][0] for err in errors if err["loc"]}
-    for err in errors:
-        path, node = _resolve(root, err["loc"])
+    resolved = [(err, *_resolve(root, err["loc"])) for err in errors]
+    places = {tuple(path) for _, path, _ in resolved}
+    for err, path, node in resolved:
         key = (tuple(path), err["type"] in ("missing", "extra_forbidden"))
         if key in seen or node is not None and (node.span.start, node.span.end) in seen:
             continue  # one report per place: a union reports each alternative
+        if _outdone(err, path, places):
+            continue
         seen.add(key)
         _report(err, path, node, root, source, diags)
     return _partial(data, broken)
+
+
+def _outdone(err: dict, path: list, places: set[tuple]) -> bool:
+    """Whether `err` comes from one alternative of a union (`symbols: from_data` or a list) that
+    failed at the value itself while another got inside it: the author wrote the other one."""
+    here = tuple(path)
+    return len(err["loc"]) > len(here) and any(
+        len(p) > len(here) and p[:len(here)] == here for p in places)
 
 
 def _partial(data: dict, broken: set) -> PolicySpec:
@@ -201,6 +213,8 @@ def _report(err: dict, path: list, node: Node | None, root: MapNode, source: Sou
         return
     span = node.span if node is not None else _key_span(root, path, source)
     code, message, help = _message(kind, err, given, ctx)
+    if kind == "string_type" and isinstance(node, ScalarNode) and node.raw:
+        help = _TEXT_HELP.get(path[-1]) or f"quote it (`\"{node.raw}\"`) to make it text"
     diags.add(code, message, span, help=help)
 
 
@@ -214,12 +228,13 @@ def _message(kind: str, err: dict, given, ctx: dict) -> tuple[str, str, str | No
         return "E0304", str(err["msg"]), ctx.get("help")
     if kind == "literal_error":
         expected = str(ctx.get("expected", "")).replace("'", "`")
+        if not isinstance(given, str):
+            return "E0303", f"expected {expected}, found {found}", None
         options = [o.strip(" `") for o in expected.replace(" or ", ",").split(",")]
         best = suggestion(str(given), options) if isinstance(given, str) else None
         return "E0305", f"`{given}` is not one of {expected}", best or f"choose one of {expected}"
     if kind in ("string_type", "str_type"):
-        hint = "quote it, e.g. `\"1.0.0\"`" if isinstance(given, (int, float)) else None
-        return "E0303", f"expected text, found {found}", hint
+        return "E0303", f"expected text, found {found}", None
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "E0303", f"expected a mapping of `key: value` entries, found {found}", None
     if kind in ("list_type", "tuple_type"):
@@ -313,6 +328,7 @@ def _all_field_names() -> set[str]:
 
 
 _FIELD_NAMES = _all_field_names()
+_TEXT_HELP = {"version": "write three numbers as text, such as `1.0.0`"}
 _MISSING_HELP = {
     "signal": "add `signal:` with `mu` (expected return) and `sigma` (its predictive std)",
     "sizing": "add e.g. `sizing: {method: kelly_tempered, lambda: 0.3}`",

@@ -17,7 +17,11 @@ UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"
 
 
 class QuantityError(ValueError):
-    """A value that does not read as the number or duration expected."""
+    """A value that does not read as the number or duration expected; `help` says what would."""
+
+    def __init__(self, message: str, help: str | None = None) -> None:
+        super().__init__(message)
+        self.help = help
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,7 @@ def fraction(value: object) -> float:
     elif isinstance(value, str):
         m = _NUMBER.match(value)
         if not m:
-            raise QuantityError(f"`{value}` is not a number; write e.g. `0.5`, `50%` or `3bps`")
+            raise QuantityError(f"`{value}` is not a number", "write e.g. `0.5`, `50%` or `3bps`")
         out = float(m.group(1)) * {None: 1.0, "%": 0.01, "bps": 1e-4}[m.group(2)]
     else:
         raise QuantityError("expected a number such as `0.5`, `50%` or `3bps`")
@@ -89,6 +93,6 @@ def duration(value: object) -> Duration:
             if count <= 0:
                 raise QuantityError("a duration must be positive")
             return Duration(count, m.group(2))
-    raise QuantityError(f"`{value}` is not a duration; write e.g. `5d`, `30m`, `1h` or a whole "
-                        "number of bars")
+    raise QuantityError(f"`{value}` is not a duration",
+                        "write e.g. `5d`, `30m`, `1h` or a whole number of bars")
 

@@ -37,7 +37,7 @@ def _frac(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False,
         try:
             v = fraction(raw)
         except QuantityError as e:
-            raise _fail("quantity", str(e)) from None
+            raise _fail("quantity", str(e), e.help) from None
         below = v <= lo if lo_open else v < lo
         above = v >= hi if hi_open else v > hi
         if below or above:
@@ -58,7 +58,7 @@ def _dur(raw: Any) -> Duration:
     try:
         return duration(raw)
     except QuantityError as e:
-        raise _fail("duration", str(e)) from None
+        raise _fail("duration", str(e), e.help) from None
 
 
 def _positive_int(what: str, most: int | None = None):
