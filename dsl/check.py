@@ -409,6 +409,12 @@ class Checker:
                            "and 100% (exclusive)", e.args[0].span, help="write e.g. `reduce(50%)`")
             return None
         word = e.id if isinstance(e, A.Name) else e.func if isinstance(e, A.Call) else None
+        if word in ACTIONS:  # a known action with the wrong arguments: `reduce`, `halt(5)`
+            takes = ACTIONS[word]
+            self.diags.add("E0508", "`reduce` takes one argument, the share of exposure to "
+                           "remove" if takes else f"`{word}` takes no argument", e.span,
+                           help=f"write `{'reduce(50%)' if takes else word}`")
+            return None
         hint = suggestion(word, list(ACTIONS)) if word else None
         self.diags.add("E0508", f"`{format_expr(e)}` is not an action", e.span,
                        help=(hint + " " if hint else "") + f"the actions are {kinds}")
@@ -668,10 +674,10 @@ class Checker:
             return None
         return Type(max(c.kind, a.kind, b.kind), max(a.dtype, b.dtype), unit)
 
-    def unify(self, e, ua: Unit | None, ub: Unit | None, verb: str):
+    def unify(self, e, ua: Unit | None, ub: Unit | None, verb: str, where: str = ""):
         if ua is None or ub is None or ua == ub:
             return ub if ua is None else ua
-        self.diags.add("E0601", f"cannot {verb} {ua} and {ub}", e.span,
+        self.diags.add("E0601", f"cannot {verb} {ua} and {ub}{where}", e.span,
                        label="units differ", help="both sides must have the same unit; a "
                        "return such as `ret(close, 1)` is dimensionless, `close` is a price")
         return False
@@ -784,7 +790,7 @@ class Checker:
                            f"dimensionless, found {t.unit}", expr.span)
             return False
         if arg.unit == "same" and prior and prior[0] is not None:
-            return self.unify(expr, prior[0].unit, t.unit, f"use in `{sig.name}`") is not False
+            return self.unify(expr, prior[0].unit, t.unit, "mix", f" in `{sig.name}`") is not False
         return True
 
     def window(self, e: A.Call, arg, expr: A.Expr, where: str, stack):
