@@ -121,7 +121,9 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
         lowered = {c.lower(): c for c in cands}
         if word.lower() in lowered:
             return lowered[word.lower()]
-        return None
+        # a name cut short (`kelly` for `kelly_tempered`), when it can only be one
+        longer = [c for c in cands if len(word) >= 3 and c.lower().startswith(word.lower())]
+        return longer[0] if len(longer) == 1 else None
     return best[0]
 
 
