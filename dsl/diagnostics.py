@@ -165,8 +165,11 @@ def render_text(diag: Diagnostic, source: SourceFile | None = None) -> str:
     out = [f"{diag.severity.value}[{diag.code}]: {diag.message}",
            f"{pad}--> {s.file}:{s.line}:{s.column}"]
     body = _snippet(source, s, diag.label, width, "^")
+    shown = s.line
     for lb in diag.secondary:
-        body += _snippet(source, lb.span, lb.message, width, "-")
+        lines = _snippet(source, lb.span, lb.message, width, "-")
+        body += lines[1:] if lb.span.line == shown else lines  # one line, two underlines
+        shown = lb.span.line
     if body:
         out.append(f"{pad} |")
         out.extend(body)
