@@ -69,7 +69,8 @@ class Unit:
             if exp == 1:
                 parts.append(name)
             elif exp:
-                parts.append(f"{name}^{exp}")
+                # `x ^ 0.3` gives 5404319552844595/18014398509481984: show that as 0.3
+                parts.append(f"{name}^{exp if exp.denominator <= 12 else f'{float(exp):.6g}'}")
         return " * ".join(parts)
 
 
