@@ -45,6 +45,25 @@ def make_runner(engine: Engine):
     return jax.jit(run)
 
 
+def make_bar_runner(engine: Engine):
+    """The per-bar entry point for paper and live trading: (params, carry, bar) -> (carry,
+    records as numpy), where `bar` has no time axis.
+
+    It runs the backtest's own compiled scan over a one-bar chunk, not a separate jit of
+    `bar_update`: XLA compiles a top-level function differently from a loop body (and even a
+    one-bar scan differently when the time axis is added inside the jitted function) and may
+    then contract a multiply and an add into one FMA in one and not the other, which changes
+    the last bit of cash or equity. The same scan over one-bar slices is exactly what a chunked
+    backtest runs, so paper and backtest decisions agree bit for bit.
+    """
+    run = make_runner(engine)
+
+    def one(params, carry, bar):
+        carry, out = run(params, carry, {k: np.asarray(v)[None] for k, v in bar.items()})
+        return carry, {k: np.asarray(v)[0] for k, v in out.items()}
+    return one
+
+
 def backtest(engine: Engine, panel, params: dict | None = None, runner=None,
              chunk: int | None = None, progress=None) -> BacktestResult:
     """Simulate the engine over the panel. With `chunk`, the scan runs in pieces of that many

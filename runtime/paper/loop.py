@@ -1,0 +1,218 @@
+"""The paper-trading loop: bars in, the compiled step, the paper broker, journal and checkpoint.
+
+Per bar, in this order:
+
+1. refuse a bar that is not after the last one (out of order or duplicate), and log it;
+2. halt if the feed went stale (a gap between bars longer than `max_gap`);
+3. apply the operator's override (kill switch) to the state;
+4. the broker fills the working orders on this bar (the same JAX market model as the backtest),
+   and the step decides;
+5. append the bar's record to the journal (fsynced), then checkpoint the state atomically.
+
+A crash between 5's two writes leaves one journal record more than the checkpoint: on restart
+that bar is redone from the checkpoint and must reproduce the journaled record exactly, then only
+the checkpoint is written, so no bar is applied twice and none is lost. Any other disagreement
+between journal and checkpoint stops the runtime with a message rather than a guess. A journal
+write that fails halts trading.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..backtest import make_bar_runner
+from ..engine import Engine
+from . import checkpoint as ck
+from .control import (OVERRIDES, log_event, read_control, write_control, write_status)
+from .feed import Bar, Refused
+from .journal import (GENESIS, Journal, JournalWriteError, check_chain, decision_digest,
+                      finite, record_hash)
+
+STATE_NAMES = ("ACTIVE", "REDUCING", "HALTED", "FLATTENING")
+
+
+class PaperError(Exception):
+    """The paper runtime cannot go on safely; the message says why and what to do."""
+
+
+class Halted(PaperError):
+    """Trading halted because a record could not be written."""
+
+
+@dataclass
+class Summary:
+    processed: int = 0
+    skipped: int = 0
+    refused: int = 0
+    redone: int = 0
+    last: dict = field(default_factory=dict)
+
+
+class PaperBroker:
+    """The paper broker: the working orders of the carry, filled on the next bar by the JAX
+    market model (`runtime/market.py`), the same implementation the backtest uses.
+
+    Its fills are computed inside the same compiled program as the step: the backtest's scan
+    body, run over one bar (`make_bar_runner`). Compiling the market model and the step as
+    separate programs, or the body outside a loop, lets XLA round a cost's last bit
+    differently, and paper trading must agree with the backtest bit for bit. A real broker
+    adapter reports fills from outside and calls the step alone with them
+    (`bar["fill_qty"]`, `bar["fill_price"]`, `bar["fill_cost"]`).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.update = make_bar_runner(engine)
+
+    def trade(self, params, carry: dict, bar: dict):
+        """Fill the working orders on this bar, decide, and submit the new orders."""
+        return self.update(params, carry, bar)
+
+    @staticmethod
+    def cancel(carry: dict) -> dict:
+        """Drop every working order."""
+        return dict(carry, qty=jnp.zeros_like(carry["qty"]),
+                    limit=jnp.full_like(carry["limit"], jnp.nan))
+
+
+class PaperRunner:
+    def __init__(self, engine: Engine, state_dir, artifact_digest: str,
+                 max_gap_ns: int | None = None, opener=open, hooks=None) -> None:
+        self.engine, self.dir = engine, Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.digest, self.max_gap = artifact_digest, max_gap_ns
+        self.params = engine.params()
+        self.broker = PaperBroker(engine)
+        self.journal = Journal(self.dir, opener)
+        self.hooks = hooks or (lambda phase, seq: None)
+        self.carry, self.seq, self.last_ts, self.head, self.redo = None, 0, None, GENESIS, None
+
+    # -- start-up -------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        records, tail = self.journal.read()
+        chain = check_chain(records)
+        if not chain.ok:
+            raise PaperError(f"the journal is damaged: {chain.reason}; run `crowe journal "
+                             f"verify {self.dir}` and restore it before resuming")
+        loaded = ck.load(self.dir, self.engine.init_carry())
+        carry, meta = loaded if loaded else (self.engine.init_carry(), None)
+        done = meta.seq if meta else 0
+        if meta is not None and meta.artifact != self.digest:
+            raise PaperError(f"`{self.dir}` holds the state of another artifact; use a new "
+                             "--state-dir")
+        if records and records[0].get("artifact") != self.digest:
+            raise PaperError(f"the journal in `{self.dir}` belongs to another artifact")
+        if tail and len(records) == done:
+            self.journal.drop_torn_tail(tail)     # the cut-off append was never committed
+            log_event(self.dir, {"event": "torn_record_dropped", "seq": done})
+        elif tail:
+            raise PaperError("the journal's last record is cut off but the checkpoint does not "
+                             "match the records before it; refusing to guess")
+        head = records[done - 1]["hash"] if done and done <= len(records) else GENESIS
+        if len(records) == done + 1:
+            self.redo = records[-1]
+        elif len(records) != done or (meta and meta.head != (head if done else "")):
+            raise PaperError(f"the journal has {len(records)} records but the checkpoint has "
+                             f"processed {done} bars; refusing to guess which is right")
+        self.carry, self.seq, self.head = carry, done, head
+        self.last_ts = meta.last_ts if meta else None
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, feed, on_bar=None, limit: int | None = None) -> Summary:
+        if self.carry is None:
+            self.recover()
+        s = Summary()
+        for item in feed:
+            if isinstance(item, Refused):
+                s.refused += 1
+                log_event(self.dir, {"event": "refused", "where": item.where,
+                                     "reason": item.reason})
+                continue
+            if self.last_ts is not None and item.ts <= self.last_ts:
+                if self.redo is None and s.processed == 0 and item.ts <= self.last_ts:
+                    s.skipped += 1          # processed before a restart
+                    continue
+                s.refused += 1
+                log_event(self.dir, {"event": "refused", "ts": item.ts, "reason":
+                                     "out of order or duplicate bar"})
+                continue
+            self.one_bar(item, s)
+            if on_bar is not None:
+                on_bar(s.last)
+            if limit is not None and s.processed + s.redone >= limit:
+                break
+        return s
+
+    def one_bar(self, bar: Bar, s: Summary) -> None:
+        if self.max_gap and self.last_ts is not None and bar.ts - self.last_ts > self.max_gap:
+            write_control(self.dir, "HALTED", "stale feed: no bar for "
+                          f"{(bar.ts - self.last_ts) / 3.6e12:.1f} hours")
+        control = read_control(self.dir)
+        arrays = {k: jnp.asarray(v) for k, v in bar.arrays().items()}
+        carry = dict(self.carry, state=dict(self.carry["state"],
+                                            override=jnp.asarray(OVERRIDES[control["override"]],
+                                                                 jnp.int64)))
+        if control["override"] == "HALTED":
+            carry = self.broker.cancel(carry)
+        new, out = self.broker.trade(self.params, carry, arrays)
+        out = {k: np.asarray(v) for k, v in out.items()}
+        record = self.record(bar, out, new, control)
+        self.hooks("before_journal", self.seq)
+        if self.redo is not None:
+            self.check_redo(record)
+            s.redone += 1
+        else:
+            try:
+                record = self.journal.append(record, self.head)
+            except JournalWriteError as e:
+                write_control(self.dir, "HALTED", str(e))
+                log_event(self.dir, {"event": "halted", "reason": str(e)})
+                raise Halted(f"trading halted: {e}") from None
+            s.processed += 1
+        self.hooks("after_journal", self.seq)
+        self.head, self.seq, self.last_ts, self.carry = record["hash"], self.seq + 1, bar.ts, new
+        ck.save(self.dir, new, ck.Meta(self.seq, bar.ts, self.head, self.digest))
+        self.hooks("after_checkpoint", self.seq)
+        s.last = self.status(record, control)
+        write_status(self.dir, s.last)
+
+    def check_redo(self, record: dict) -> None:
+        done = self.redo
+        self.redo = None
+        expected = dict(record, prev=self.head)
+        expected["hash"] = record_hash(expected)
+        if expected["hash"] != done.get("hash"):
+            raise PaperError(f"bar {record['time']} was journaled before a crash but redoing it "
+                             "gives a different record; the state directory is inconsistent")
+
+    def record(self, bar: Bar, out: dict, carry: dict, control: dict) -> dict:
+        syms = self.engine.symbols
+        orders = [[syms[i], float(out["order_qty"][i]), finite(out["limit_price"][i])]
+                  for i in np.flatnonzero(out["order_qty"])]
+        fills = [[syms[i], float(out["fill_qty"][i]), float(out["fill_price"][i]),
+                  float(out["fill_cost"][i])] for i in np.flatnonzero(out["fill_qty"])]
+        return {"seq": self.seq, "ts": int(bar.ts), "time": _iso(bar.ts),
+                "artifact": self.digest, "trading_state": STATE_NAMES[int(out["trading_state"])],
+                "override": control["override"], "equity": finite(out["equity"]),
+                "cash": finite(out["cash"]), "gross": finite(out["gross"]),
+                "net": finite(out["net"]), "orders": orders, "fills": fills,
+                "decision": decision_digest(out), "state": ck.state_digest(carry)}
+
+    def status(self, record: dict, control: dict) -> dict:
+        return {"bars_processed": self.seq, "last_bar_time": record["time"],
+                "equity": record["equity"], "gross": record["gross"], "net": record["net"],
+                "trading_state": record["trading_state"], "override": control["override"],
+                "override_reason": control.get("reason", ""),
+                "orders_this_bar": len(record["orders"]), "policy": self.engine.name,
+                "version": self.engine.version, "artifact": self.digest,
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _iso(ns: int) -> str:
+    return str(np.datetime64(int(ns), "ns"))[:19]
