@@ -61,22 +61,22 @@ def _dur(raw: Any) -> Duration:
         raise _fail("duration", str(e), e.help) from None
 
 
-def _positive_int(what: str, most: int | None = None):
+def _positive_int(what: str, most: int = 2**53, unit: str = ""):
+    """A count from 1 to `most` (by default the largest that a float64 holds exactly)."""
     def check(raw: Any) -> int:
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise _fail("int", f"{what} must be a whole number, found `{raw}`")
         if raw <= 0:
             raise _fail("range", f"{what} must be positive, found `{raw}`")
-        if most is not None and raw > most:
-            raise _fail("range", f"{what} must be at most {most:,} bars, found `{raw}`",
-                        "use a shorter window")
+        if raw > most:
+            raise _fail("range", f"{what} must be at most {most:,}{unit}")
         return raw
     return Annotated[int, BeforeValidator(check)]
 
 
 def _window(what: str):
     """A window in bars, bounded like the windows of expressions."""
-    return _positive_int(what, MAX_WINDOW)
+    return _positive_int(what, MAX_WINDOW, " bars")
 
 
 def _money(raw: Any) -> float:
