@@ -1,0 +1,129 @@
+"""Checker bugs found by the golden and property tests, one test each, on a small valid policy
+with one line changed."""
+from __future__ import annotations
+
+import pytest
+
+from crowe.dsl.diagnostics import did_you_mean, render_text
+from crowe.dsl.policy import check_text
+
+BASE = """\
+policy: regress_v1
+version: 1.0.0
+owner: CR-001
+universe: {symbols: [AAPL, MSFT, IBM], bar: 1d}
+params:
+  lookback: {default: 20, range: [5, 60]}
+features:
+  r1:  ret(close, 1)
+  vol: stdev(r1, lookback)
+signal:
+  horizon: 1d
+  mu:    0.1 * vol
+  sigma: vol
+gates:
+  calm: vol < 5%
+sizing: {method: equal}
+risk:
+  gross_max: 100%
+  net_max: 50%
+  position_max: 5%
+  drawdown: {from_peak: {max: 10%, action: halt}}
+execution: {algo: twap}
+stand_down:
+  data_gap: {max_missing: 5%, action: halt}
+compliance:
+  restricted: [IBM]
+"""
+
+
+def check(old: str, new: str):
+    assert old in BASE
+    return check_text(BASE.replace(old, new, 1), "r.policy")
+
+
+def codes(result) -> list[str]:
+    return [d.code for d in result.diagnostics]
+
+
+def test_base_is_clean():
+    assert check("", "").diagnostics == []
+
+
+@pytest.mark.parametrize("old, new", [
+    ("sigma: vol", "sigma: 0.02"),                   # a number is an expression
+    ("calm: vol < 5%", "calm: true"),                # so is a boolean
+    ("mu:    0.1 * vol", "mu:    0"),
+])
+def test_numbers_and_booleans_are_expressions(old, new):
+    result = check(old, new)
+    assert [d for d in result.diagnostics if d.is_error] == []
+
+
+def test_an_empty_expression_is_e0205_like_an_empty_string():
+    assert codes(check("calm: vol < 5%", "calm:")) == ["E0205"]
+    assert codes(check("calm: vol < 5%", 'calm: ""')) == ["E0205"]
+
+
+@pytest.mark.parametrize("line", ["  max_order_notional: " + "9" * 400,
+                                  "  max_order_shares: " + "9" * 400])
+def test_huge_integers_are_diagnostics(line):
+    result = check("  restricted: [IBM]", "  restricted: [IBM]\n" + line)
+    assert codes(result) == ["E0304"]
+
+
+@pytest.mark.parametrize("old, new, message, help", [
+    ("action: halt}}", "action: reduce}}", "`reduce` takes one argument, the share of "
+     "exposure to remove", "write `reduce(50%)`"),
+    ("action: halt}}", "action: halt(5)}}", "`halt` takes no argument", "write `halt`"),
+])
+def test_actions_written_with_wrong_arguments(old, new, message, help):
+    [d] = check(old, new).diagnostics
+    assert (d.code, d.message, d.help) == ("E0508", message, help)
+
+
+def test_units_mixed_in_a_call():
+    [d] = check("sigma: vol", "sigma: clip(vol, close, 1)").diagnostics
+    assert d.message == "cannot mix dimensionless and price in `clip`"
+
+
+def test_fractional_unit_exponents_read_as_decimals():
+    [d] = check("sigma: vol", "sigma: (vol * close) ^ 0.3 / close").diagnostics
+    assert d.code == "E0603" and d.message.endswith("found price^-0.7")
+
+
+def test_quoting_help_shows_the_value_as_written():
+    [d] = check("restricted: [IBM]", "restricted: [IBM, 7203]").diagnostics
+    assert (d.code, d.help) == ("E0303", 'quote it (`"7203"`) to make it text')
+    [d] = check("version: 1.0.0", "version: 1.0").diagnostics
+    assert d.help == "write three numbers as text, such as `1.0.0`"
+
+
+def test_a_number_for_a_choice_is_a_type_error():
+    [d] = check("symbols: [AAPL, MSFT, IBM]", "symbols: 42").diagnostics
+    assert (d.code, d.message) == ("E0303", "expected `from_data`, found the number `42`")
+
+
+def test_quantity_advice_goes_in_the_help_line():
+    [d] = check("bar: 1d", "bar: 1 day").diagnostics
+    assert d.message == "`1 day` is not a duration"
+    assert d.help == "write e.g. `5d`, `30m`, `1h` or a whole number of bars"
+
+
+def test_did_you_mean_completes_a_short_word():
+    assert did_you_mean("kelly", ["kelly_tempered", "vol_target", "equal"]) == "kelly_tempered"
+    assert did_you_mean("vol", ["vol_target", "vol_window"]) is None  # ambiguous
+    assert did_you_mean("eq", ["equal"]) is None                      # too short to tell
+
+
+def test_two_labels_on_one_line_share_it():
+    result = check("vol: stdev(r1, lookback)", "vol: stdev(r1, lookback")
+    [d] = result.diagnostics
+    text = render_text(d, result.source)
+    assert text.count("vol: stdev(r1, lookback") == 1
+    assert "never closed" in text and "expression ends here" in text
+
+
+def test_one_broken_gate_does_not_hide_another():
+    result = check("  calm: vol < 5%", "  calm: [vol]\n  edge: prob_edge > theta")
+    assert sorted(codes(result)) == ["E0303", "E0401"]
