@@ -158,14 +158,15 @@ class PaperRunner:
         carry = dict(self.carry, state=dict(self.carry["state"],
                                             override=jnp.asarray(OVERRIDES[control["override"]],
                                                                  jnp.int64)))
-        if control["override"] == "HALTED":
+        if control["override"] != "ACTIVE":
+            # working orders may add to positions: a halt or a flatten cancels them first
             carry = self.broker.cancel(carry)
         new, out = self.broker.trade(self.params, carry, arrays)
         out = {k: np.asarray(v) for k, v in out.items()}
         record = self.record(bar, out, new, control)
         self.hooks("before_journal", self.seq)
         if self.redo is not None:
-            self.check_redo(record)
+            record = self.check_redo(record)
             s.redone += 1
         else:
             try:
@@ -182,7 +183,9 @@ class PaperRunner:
         s.last = self.status(record, control)
         write_status(self.dir, s.last)
 
-    def check_redo(self, record: dict) -> None:
+    def check_redo(self, record: dict) -> dict:
+        """The journaled record of the bar being redone, after checking that redoing it
+        reproduced it exactly."""
         done = self.redo
         self.redo = None
         expected = dict(record, prev=self.head)
@@ -190,6 +193,7 @@ class PaperRunner:
         if expected["hash"] != done.get("hash"):
             raise PaperError(f"bar {record['time']} was journaled before a crash but redoing it "
                              "gives a different record; the state directory is inconsistent")
+        return done
 
     def record(self, bar: Bar, out: dict, carry: dict, control: dict) -> dict:
         syms = self.engine.symbols
