@@ -1,0 +1,125 @@
+"""Bodies of `crowe paper ...` and `crowe journal ...` (argument parsing lives in `cli.py`)."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+from ..quantity_cli import parse_duration_ns
+from .control import read_control, read_status, write_control
+from .feed import ReplayFeed, StdinFeed
+from .journal import export, verify
+from .loop import Halted, PaperError, PaperRunner
+
+
+class FeedSpecError(ValueError):
+    """A `--feed` that is neither `replay:PATH` nor `stdin`."""
+
+
+def make_feed(spec: str, symbols, speed: float | None):
+    if spec == "stdin":
+        return StdinFeed(symbols, sys.stdin)
+    kind, sep, path = spec.partition(":")
+    if kind == "replay" and sep and path:
+        return ReplayFeed(path, symbols, speed)
+    raise FeedSpecError(f"`--feed {spec}` is not a feed: use `replay:PATH` (a Parquet bar file) "
+                        "or `stdin` (one JSON bar cross-section per line)")
+
+
+def _line(st: dict) -> str:
+    eq = f"{st['equity']:,.2f}" if st.get("equity") is not None else "n/a"
+    gross = f"{st['gross']:.1%}" if st.get("gross") is not None else "n/a"
+    net = f"{st['net']:.1%}" if st.get("net") is not None else "n/a"
+    return (f"{st['last_bar_time']}  bars {st['bars_processed']}  equity {eq}  gross {gross}  "
+            f"net {net}  {st['trading_state']}  orders {st['orders_this_bar']}")
+
+
+def run_paper(engine, digest: str, state_dir: str, feed_spec: str, speed: float | None,
+              max_gap: str) -> int:
+    state = Path(state_dir)
+    runner = PaperRunner(engine, state, digest, max_gap_ns=parse_duration_ns(max_gap))
+    feed = make_feed(feed_spec, engine.symbols, speed)
+    _install_signals(state)
+    err = Console(stderr=True)
+    try:
+        runner.recover()
+        if err.is_terminal:
+            with Live("", console=err, refresh_per_second=8, transient=False) as live:
+                summary = runner.run(feed, on_bar=lambda st: live.update(_line(st)))
+        else:
+            summary = runner.run(feed)
+    except Halted as e:
+        click.echo(f"error: {e}", err=True)
+        return 1
+    msg = (f"processed {summary.processed} bars" + (f", redid {summary.redone}" if summary.redone
+                                                    else "") +
+           (f", skipped {summary.skipped} already processed" if summary.skipped else "") +
+           (f", refused {summary.refused} (see {state / 'events.jsonl'})" if summary.refused
+            else ""))
+    click.echo(msg, err=True)
+    if summary.last:
+        click.echo(_line(summary.last))
+    return 0
+
+
+def _install_signals(state: Path) -> None:
+    """SIGUSR1 halts, SIGUSR2 flattens: both take effect from the next bar and persist."""
+    def handler(override):
+        return lambda signum, frame: write_control(state, override, f"signal {signum}")
+    signal.signal(signal.SIGUSR1, handler("HALTED"))
+    signal.signal(signal.SIGUSR2, handler("FLATTENING"))
+
+
+def kill(state_dir: str, flatten: bool, reason: str) -> None:
+    state = Path(state_dir)
+    if not state.is_dir():
+        raise PaperError(f"`{state_dir}` is not a paper state directory")
+    override = "FLATTENING" if flatten else "HALTED"
+    write_control(state, override, reason or "operator kill switch")
+    click.echo(f"{override}: takes effect from the next bar; `crowe paper resume --state-dir "
+               f"{state_dir}` clears it")
+
+
+def resume(state_dir: str) -> None:
+    state = Path(state_dir)
+    if not state.is_dir():
+        raise PaperError(f"`{state_dir}` is not a paper state directory")
+    before = read_control(state)["override"]
+    write_control(state, "ACTIVE", "")
+    click.echo(f"ACTIVE (was {before})")
+
+
+def status(state_dir: str, fmt: str) -> None:
+    state = Path(state_dir)
+    st = read_status(state) if state.is_dir() else None
+    if st is None:
+        raise PaperError(f"`{state_dir}` has no paper status yet: no bar has been processed")
+    control = read_control(state)
+    st = dict(st, override=control["override"], override_reason=control.get("reason", ""))
+    if control["override"] != "ACTIVE":
+        st["trading_state"] = control["override"]
+    if fmt == "json":
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+    else:
+        click.echo(_line(st))
+        if control["override"] != "ACTIVE":
+            click.echo(f"override {control['override']}: {control.get('reason', '')}")
+
+
+def journal_verify(state_dir: str) -> int:
+    check = verify(Path(state_dir))
+    if check.ok:
+        click.echo(f"ok: {check.records} records, chain intact")
+        return 0
+    click.echo(f"error: record {check.first_bad}: {check.reason}", err=True)
+    return 1
+
+
+def journal_export(state_dir: str, out: str) -> None:
+    n = export(Path(state_dir), Path(out))
+    click.echo(f"wrote {n} records to {out}")
