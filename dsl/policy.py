@@ -96,15 +96,16 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
         errors = exc.errors(include_url=False)
     # A value the YAML reader already reported (`yes`, `0250`, `12:30`, an alias) is not
     # reported again for what it became.
-    seen: set[tuple] = {(d.span.start, d.span.end) for d in diags.errors}
+    read_wrong = {(d.span.start, d.span.end) for d in diags.errors}
+    seen: set[tuple] = set()
     broken = {err["loc"][0] for err in errors if err["loc"]}
     resolved = [(err, *_resolve(root, err["loc"])) for err in errors]
     places = {tuple(path) for _, path, _ in resolved}
     for err, path, node in resolved:
         key = (tuple(path), err["type"] in ("missing", "extra_forbidden"))
-        if key in seen or node is not None and (node.span.start, node.span.end) in seen:
+        if key in seen or _outdone(err, path, places):
             continue  # one report per place: a union reports each alternative
-        if _outdone(err, path, places):
+        if node is not None and (node.span.start, node.span.end) in read_wrong:
             continue
         seen.add(key)
         _report(err, path, node, root, source, diags)
@@ -231,7 +232,7 @@ def _message(kind: str, err: dict, given, ctx: dict) -> tuple[str, str, str | No
         if not isinstance(given, str):
             return "E0303", f"expected {expected}, found {found}", None
         options = [o.strip(" `") for o in expected.replace(" or ", ",").split(",")]
-        best = suggestion(str(given), options) if isinstance(given, str) else None
+        best = suggestion(given, options)
         return "E0305", f"`{given}` is not one of {expected}", best or f"choose one of {expected}"
     if kind in ("string_type", "str_type"):
         return "E0303", f"expected text, found {found}", None

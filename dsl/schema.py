@@ -88,8 +88,6 @@ def _money(raw: Any) -> float:
     return amount
 
 
-Dur = Annotated[Duration, BeforeValidator(_dur)]
-Money = Annotated[float, BeforeValidator(_money)]
 def _expr(raw: Any) -> Any:
     # YAML reads `sigma: 0.02` or `always: true` as a number or a boolean, but both are
     # expressions too: the checker parses them from the text as written.
@@ -101,6 +99,8 @@ def _expr(raw: Any) -> Any:
     return raw
 
 
+Dur = Annotated[Duration, BeforeValidator(_dur)]
+Money = Annotated[float, BeforeValidator(_money)]
 Expr = Annotated[str, BeforeValidator(_expr)]
 Fraction01 = _frac(0.0, 1.0, lo_open=True)
 Bps = _frac(0.0, 0.05, what="cost")
