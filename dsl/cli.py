@@ -2,9 +2,13 @@
 
     crowe-compile --check policies/*.policy
     crowe-compile --check --format json broken.policy
+    crowe-compile policies/cs_mom_v1.policy -o cs_mom_v1.cpol [--data BARS] [--sign-key KEY]
 
 Exit status: 0 when no file has errors (warnings allowed), 1 when any has, 2 for a usage error or
-a file that cannot be read.
+a file that cannot be read. Compiling exits 0 when the artifact was written, 1 when the policy
+does not check, 2 when it cannot be compiled (data, key, output).
+
+The checker never imports JAX; the compiler is imported only when an artifact is written.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import sys
 import click
 
 from .diagnostics import render_text
-from .policy import CheckResult, UnreadableFile, check_path
+from .policy import CheckResult, UnreadableFile, check_bytes, check_path, read_bytes
 
 
 def _plural(n: int, word: str) -> str:
@@ -53,12 +57,45 @@ def run_check(files: tuple[str, ...], fmt: str) -> int:
               help="Only check the policies: report every problem, write nothing.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="How to print diagnostics.")
+@click.option("-o", "--output", default=None, metavar="OUT.cpol",
+              help="Artifact to write (default: POLICY's name with .cpol, here).")
+@click.option("--data", default=None, metavar="BARS",
+              help="For `symbols: from_data`: the bar file whose symbols form the universe "
+                   "(default: the bundled data).")
+@click.option("--sign-key", default=None, metavar="KEY",
+              help="Sign the artifact as `author` with this private key.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
-def compile_cli(check_only: bool, fmt: str, files: tuple[str, ...]) -> None:
+def compile_cli(check_only: bool, fmt: str, output: str | None, data: str | None,
+                sign_key: str | None, files: tuple[str, ...]) -> None:
     """Check (and compile) Crowe Logic policy files."""
-    if not check_only:
-        raise click.UsageError("compiling to an artifact is not available yet; use --check")
-    sys.exit(run_check(files, fmt))
+    if check_only:
+        if output or data or sign_key:
+            raise click.UsageError("--check writes nothing; drop -o, --data and --sign-key")
+        sys.exit(run_check(files, fmt))
+    if len(files) != 1:
+        raise click.UsageError("compile one policy at a time (or use --check for several)")
+    sys.exit(run_compile(files[0], output, data, sign_key, fmt))
+
+
+def run_compile(path: str, output: str | None, data: str | None, sign_key: str | None,
+                fmt: str) -> int:
+    try:
+        source = read_bytes(path)
+    except UnreadableFile as e:
+        click.echo(f"error: {e}", err=True)
+        return 2
+    result = check_bytes(source, path)
+    if not result.ok:
+        run_check((path,), fmt)
+        return 1
+    from crowe.compiler.artifact import CompileError, compile_file   # JAX only from here on
+    try:
+        written = compile_file(result, source, output, data, sign_key)
+    except CompileError as e:
+        click.echo(f"error: {e}", err=True)
+        return 2
+    click.echo(written)
+    return 0
 
 
 def compile_main() -> None:

@@ -3,7 +3,9 @@
 Exit codes: 0 success, 1 the command ran and found problems, 2 it could not run (bad input,
 unusable file, usage error). A user never sees a traceback: a :class:`UserError` prints
 ``error: <message>``, and anything unexpected prints ``error: internal error: <message>``; both
-exit 2. Add a command with ``@main.command()`` or a group with ``@main.group()``; raise
+exit 2. An artifact that is refused (:class:`~crowe.runtime.verify.ArtifactError`) prints its
+one-line reason and exits with the error's own code: 1 when the artifact was examined and fails
+verification, 2 when it could not be examined at all. Add a command with ``@main.command()`` or a group with ``@main.group()``; raise
 :class:`UserError` (or an error listed in ``USER_ERRORS``) for anything the user can fix.
 """
 from __future__ import annotations
@@ -14,7 +16,10 @@ import click
 
 from .data import DataError, load_bars
 from .engine import ParamError
+from .keys import ROLES, KeyFileError
 from .run import RunError
+from .trust import TrustStoreError
+from .verify import STAGES, ArtifactError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
@@ -23,7 +28,8 @@ class UserError(Exception):
     """Something the user can fix; the message is shown as ``error: <message>``."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError)
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
+                                            KeyFileError, TrustStoreError)
 
 
 class _Guarded(click.Group):
@@ -35,15 +41,17 @@ class _Guarded(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
                 BrokenPipeError):
             raise
+        except ArtifactError as e:
+            _fail(str(e), e.exit_code)
         except USER_ERRORS as e:
             _fail(str(e))
         except Exception as e:  # noqa: BLE001 - the guard exists to catch everything else
             _fail(f"internal error: {e or type(e).__name__}")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
     click.echo(f"error: {message or 'unknown'}", err=True)
-    raise click.exceptions.Exit(EXIT_ERROR)
+    raise click.exceptions.Exit(code)
 
 
 @click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,10 +93,101 @@ def data_check(path: str, fmt: str) -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Override a policy parameter; repeatable.")
 @click.option("--cash", type=float, default=1e6, show_default=True, help="Initial capital.")
+@click.option("--trust", "trust_dir", default=None, metavar="DIR",
+              help="For an artifact: check its signatures against this trust store.")
 @click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-def backtest(policy, data, start, end, params, cash, out_dir, fmt) -> None:
-    """Compile POLICY and backtest it on bar data; print its metrics."""
+def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt) -> None:
+    """Backtest POLICY on bar data and print its metrics.
+
+    POLICY is a `.policy` source (compiled first) or a `.cpol` artifact, which is verified for
+    stage sim (integrity always; its signatures, if any, against --trust when given) and whose
+    exported step runs as it is.
+    """
     from .commands import run_backtest
-    run_backtest(policy, data, start, end, params, cash, out_dir, fmt)
+    run_backtest(policy, data, start, end, params, cash, out_dir, fmt, trust_dir)
+
+
+# -- artifacts: keys, signatures, trust, verification ----------------------------------------
+
+_ROLE = click.Choice(ROLES)
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                       show_default=True, help="Output format.")
+
+
+@main.command()
+@click.option("--out", "out", required=True, metavar="KEY",
+              help="Private key file to write (mode 0600); the public key goes to KEY.pub.")
+@click.option("--name", default=None, help="The signer's name (default: KEY's file name).")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+def keygen(out, name, force) -> None:
+    """Create an Ed25519 signing key pair."""
+    from .commands import run_keygen
+    run_keygen(out, name, force)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--key", "key", required=True, metavar="KEY", help="Private key to sign with.")
+@click.option("--role", required=True, type=_ROLE, help="The role this signature approves in.")
+def sign(artifact, key, role) -> None:
+    """Add a signature to ARTIFACT (only its signatures.json changes)."""
+    from .commands import run_sign
+    run_sign(artifact, key, role)
+
+
+@main.group()
+def trust() -> None:
+    """Manage a trust store: the keys allowed to sign, and their roles."""
+
+
+@trust.command("add")
+@click.argument("public_key", metavar="KEY.pub", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--role", "roles", required=True, multiple=True, type=_ROLE,
+              help="A role the key may sign in; repeatable.")
+@click.option("--trust", "trust_dir", required=True, metavar="DIR", help="Trust store.")
+def trust_add(public_key, roles, trust_dir) -> None:
+    """Trust KEY.pub for the given roles (replacing its earlier entry, if any)."""
+    from .commands import run_trust_add
+    run_trust_add(public_key, roles, trust_dir)
+
+
+@trust.command("list")
+@click.option("--trust", "trust_dir", required=True, metavar="DIR", help="Trust store.")
+@_FORMAT
+def trust_list(trust_dir, fmt) -> None:
+    """List the trusted keys with their names and roles."""
+    from .commands import run_trust_list
+    run_trust_list(trust_dir, fmt)
+
+
+@main.command("verify")
+@click.argument("artifact", type=click.Path(path_type=str))
+@click.option("--trust", "trust_dir", default=None, metavar="DIR",
+              help="Trust store (required for paper and live).")
+@click.option("--stage", type=click.Choice(STAGES), default="sim", show_default=True,
+              help="sim: no signature needed; paper: an author; live: author plus risk by "
+                   "another key.")
+@click.option("--state-dir", default=None, metavar="DIR",
+              help="Refuse a version lower than the highest run from this directory.")
+@click.option("--allow-rollback", is_flag=True, help="Accept a lower version anyway.")
+@click.option("--record", is_flag=True,
+              help="Record this version as run from --state-dir (what a runtime does).")
+@_FORMAT
+def verify_cmd(artifact, trust_dir, stage, state_dir, allow_rollback, record, fmt) -> None:
+    """Verify ARTIFACT for a stage. Exits 0 when it may run, 1 when it is refused, 2 when it
+    cannot be examined (not an artifact, truncated, unreadable, bad trust store or flags)."""
+    from .commands import run_verify
+    run_verify(artifact, trust_dir, stage, state_dir, allow_rollback, record, fmt)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(path_type=str))
+@click.option("--trust", "trust_dir", default=None, metavar="DIR",
+              help="Also say whether each signature verifies against this trust store.")
+@_FORMAT
+def inspect(artifact, trust_dir, fmt) -> None:
+    """Show what ARTIFACT is: policy, toolchain, universe, parameters, members, signatures."""
+    from .commands import run_inspect
+    run_inspect(artifact, trust_dir, fmt)

@@ -17,7 +17,7 @@ class RunError(Exception):
 
 @dataclass
 class Prepared:
-    check: CheckResult
+    check: CheckResult | None        # None for an artifact
     panel: object
     report: DataReport
     data_path: str
@@ -78,3 +78,42 @@ def _number(text: str) -> float:
 
 def default_out(policy_path: str) -> str:
     return str(Path("out") / Path(policy_path).stem)
+
+
+# -- artifacts ----------------------------------------------------------------------------------
+
+def is_artifact(path: str) -> bool:
+    """An artifact by name (`.cpol`) or by content (a zip container; sources are text)."""
+    if path.endswith(".cpol"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def prepare_artifact(path: str, data: str | None, start: str | None, end: str | None,
+                     trust_dir: str | None, cash: float):
+    """Verify the artifact for stage sim, load its engine, and the panel of exactly its
+    symbols: from `data`, or the bundled file that holds them all."""
+    from .artifact import load_artifact
+    loaded = load_artifact(path, trust_dir=trust_dir, stage="sim", cash=cash)
+    symbols = loaded.engine.symbols
+    if data is None:
+        found = default_data(symbols)
+        if found is None:
+            raise RunError("no bundled data file holds every symbol of the artifact's universe; "
+                           "pass one with --data")
+        data = str(found)
+    panel, report = load_bars(data, start=start, end=end)
+    missing = [s for s in symbols if s not in panel.symbols]
+    if missing:
+        raise RunError(f"`{data}` has no bars for {', '.join(f'`{s}`' for s in missing)}, "
+                       "which the artifact's universe holds; choose another --data file")
+    panel = panel.select(symbols)
+    if tuple(panel.symbols) != tuple(symbols):
+        raise RunError("the artifact's universe is not in the data's symbol order")
+    if panel.T == 0:
+        raise RunError(f"`{data}` has no bars in the chosen dates")
+    return Prepared(None, panel, report, data), loaded

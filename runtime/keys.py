@@ -1,0 +1,215 @@
+"""Ed25519 signing keys and the signatures they make over an artifact's manifest.
+
+A key file is a standard PEM key (PKCS#8 private key, or SubjectPublicKeyInfo public key, so
+`openssl pkey` reads it) preceded by two lines of explanatory text, which RFC 7468 allows:
+
+    name: alice
+    keyid: 3d4f...            # SHA-256 of the raw 32-byte public key, hex
+
+What a signature covers is the statement `{"manifest_sha256": ..., "role": ...}` (canonical
+JSON) under DSSE's pre-authentication encoding with the payload type `PAYLOAD_TYPE`:
+
+    PAE(type, body) = "DSSEv1" SP len(type) SP type SP len(body) SP body
+
+so a signature over the same bytes for any other purpose (another payload type) never verifies
+here, and the claimed role is part of what was signed: a signature made as `author` cannot be
+relabelled `risk`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization as ser
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from crowe.compiler.container import canonical_json
+
+PAYLOAD_TYPE = "application/vnd.crowe.policy-manifest+json"
+ROLES = ("author", "risk", "compliance")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}$")
+_HEADER = re.compile(r"^([a-z]+): ?(.*)$")
+
+
+class KeyFileError(Exception):
+    """A key file that cannot be read, is not an Ed25519 key of ours, or would be overwritten."""
+
+
+def key_id(public_raw: bytes) -> str:
+    return hashlib.sha256(public_raw).hexdigest()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text) -> bytes | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    name: str
+    raw: bytes                      # the 32-byte Ed25519 public key
+
+    @property
+    def keyid(self) -> str:
+        return key_id(self.raw)
+
+    def verifies(self, signature: bytes, message: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+            return True
+        except (InvalidSignature, ValueError):
+            return False
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    name: str
+    private: Ed25519PrivateKey
+
+    @property
+    def public(self) -> PublicKey:
+        raw = self.private.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+        return PublicKey(self.name, raw)
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE's pre-authentication encoding of `body` under `payload_type`."""
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
+
+
+def statement(manifest_sha256: str, role: str) -> bytes:
+    """The body a signer signs: which manifest, in which role."""
+    return canonical_json({"manifest_sha256": manifest_sha256, "role": role})
+
+
+def sign(key: SigningKey, manifest_sha256: str, role: str,
+         payload_type: str = PAYLOAD_TYPE) -> dict:
+    """One entry of `signatures.json`."""
+    sig = key.private.sign(pae(payload_type, statement(manifest_sha256, role)))
+    pub = key.public
+    return {"keyid": pub.keyid, "name": key.name, "role": role, "payload_type": payload_type,
+            "public_key": b64(pub.raw), "sig": b64(sig)}
+
+
+def signature_verifies(entry: dict, key: PublicKey, manifest_sha256: str) -> bool:
+    sig = unb64(entry.get("sig"))
+    if sig is None:
+        return False
+    message = pae(entry["payload_type"], statement(manifest_sha256, entry["role"]))
+    return key.verifies(sig, message)
+
+
+# -- key files ----------------------------------------------------------------------------------
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise KeyFileError(f"key name `{name}` is not allowed: use up to 64 letters, digits, "
+                           "spaces and `._@+-`, starting with a letter or digit")
+    return name
+
+
+def generate(out: str, name: str | None = None, force: bool = False) -> tuple[Path, Path, str]:
+    """Write a new private key to `out` (mode 0600) and its public key to `out.pub`."""
+    path, pub_path = Path(out), Path(f"{out}.pub")
+    name = check_name(name or path.stem)
+    for p in (path, pub_path):
+        if p.exists() and not force:
+            raise KeyFileError(f"`{p}` already exists; choose another --out (or pass --force)")
+    key = SigningKey(name, Ed25519PrivateKey.generate())
+    header = _header(name, key.public.keyid)
+    pem = key.private.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8,
+                                    ser.NoEncryption())
+    write_atomic(path, header + pem, 0o600)
+    pub_pem = key.private.public_key().public_bytes(ser.Encoding.PEM,
+                                                    ser.PublicFormat.SubjectPublicKeyInfo)
+    write_atomic(pub_path, header + pub_pem, 0o644)
+    return path, pub_path, key.public.keyid
+
+
+def load_signing_key(path: str) -> SigningKey:
+    text, name = _read(path)
+    try:
+        key = ser.load_pem_private_key(text, password=None)
+    except (ValueError, TypeError):
+        raise KeyFileError(f"`{path}` is not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"`{path}` is not an Ed25519 key")
+    return SigningKey(name or Path(path).stem, key)
+
+
+def load_public_key(path: str) -> PublicKey:
+    text, name = _read(path)
+    try:
+        key = ser.load_pem_public_key(text)
+    except ValueError:
+        hint = " (give the `.pub` file, not the private key)" if b"PRIVATE KEY" in text else ""
+        raise KeyFileError(f"`{path}` is not a PEM public key{hint}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"`{path}` is not an Ed25519 key")
+    raw = key.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+    return PublicKey(name or Path(path).name.split(".")[0], raw)
+
+
+def _header(name: str, keyid: str) -> bytes:
+    return f"name: {name}\nkeyid: {keyid}\n".encode("ascii")
+
+
+def _read(path: str) -> tuple[bytes, str | None]:
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise KeyFileError(f"`{path}` is a directory, not a key file")
+        text = p.read_bytes()[:64 * 1024]
+    except FileNotFoundError:
+        raise KeyFileError(f"`{path}` does not exist") from None
+    except PermissionError:
+        raise KeyFileError(f"`{path}` cannot be read: permission denied") from None
+    except OSError as e:
+        raise KeyFileError(f"`{path}` cannot be read: {e.strerror or e}") from None
+    name = None
+    for line in text.split(b"\n"):
+        if line.startswith(b"-----BEGIN"):
+            break
+        m = _HEADER.match(line.decode("utf-8", "replace").strip())
+        if m and m.group(1) == "name":
+            name = check_name(m.group(2).strip())
+    return text, name
+
+
+def write_atomic(path, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to a temporary file beside `path`, flush it to disk, rename it over `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
