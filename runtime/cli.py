@@ -17,6 +17,11 @@ import click
 from .data import DataError, load_bars
 from .engine import ParamError
 from .keys import ROLES, KeyFileError
+from .paper.checkpoint import CheckpointError
+from .paper.commands import FeedSpecError
+from .paper.journal import JournalError
+from .paper.loop import PaperError
+from .quantity_cli import DurationError
 from .run import RunError
 from .trust import TrustStoreError
 from .verify import STAGES, ArtifactError
@@ -29,7 +34,9 @@ class UserError(Exception):
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
-                                            KeyFileError, TrustStoreError)
+                                            KeyFileError, TrustStoreError, PaperError,
+                                            JournalError, CheckpointError, FeedSpecError,
+                                            DurationError)
 
 
 class _Guarded(click.Group):
@@ -191,3 +198,98 @@ def inspect(artifact, trust_dir, fmt) -> None:
     """Show what ARTIFACT is: policy, toolchain, universe, parameters, members, signatures."""
     from .commands import run_inspect
     run_inspect(artifact, trust_dir, fmt)
+
+
+# -- paper trading ----------------------------------------------------------------------------
+
+class _PaperGroup(click.Group):
+    """`crowe paper ARTIFACT ...` runs; `crowe paper kill|resume|status ...` manage a run."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+@main.group(cls=_PaperGroup)
+def paper() -> None:
+    """Paper-trade a signed artifact bar by bar, or manage a run.
+
+    \b
+    crowe paper ARTIFACT --trust DIR --state-dir DIR --feed replay:PATH|stdin [--speed X]
+    crowe paper kill --state-dir DIR [--flatten]
+    crowe paper resume --state-dir DIR
+    crowe paper status --state-dir DIR [--format json]
+    """
+
+
+@paper.command("run", hidden=True)
+@click.argument("artifact", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--trust", "trust_dir", required=True, metavar="DIR", help="Trust store.")
+@click.option("--state-dir", required=True, metavar="DIR",
+              help="Journal, checkpoint and controls.")
+@click.option("--feed", "feed", required=True, metavar="SPEC", help="`replay:PATH` or `stdin`.")
+@click.option("--speed", type=float, default=None,
+              help="Replay at this many times real time (default: as fast as possible).")
+@click.option("--max-gap", default="10d", show_default=True,
+              help="Halt when the next bar is more than this long after the last one (a stale "
+                   "feed); long enough for market closures; `none` turns it off.")
+@click.option("--allow-rollback", is_flag=True, help="Run a lower version than one already run.")
+def paper_run(artifact, trust_dir, state_dir, feed, speed, max_gap, allow_rollback) -> None:
+    """Paper-trade ARTIFACT: it must verify for stage `paper` (an `author` signature from the
+    trust store). Every bar is journaled (hash-chained) and the state checkpointed in
+    --state-dir; a restart resumes where it stopped. SIGUSR1 halts, SIGUSR2 flattens."""
+    from .artifact import load_artifact
+    from .paper.commands import run_paper
+    loaded = load_artifact(artifact, trust_dir, "paper", state_dir, allow_rollback, record=True)
+    raise click.exceptions.Exit(run_paper(loaded.engine, loaded.verified.digest, state_dir,
+                                          feed, speed, max_gap))
+
+
+@paper.command("kill")
+@click.option("--state-dir", required=True, metavar="DIR")
+@click.option("--flatten", is_flag=True, help="Send only position-reducing orders, to zero.")
+@click.option("--reason", default="", help="Recorded with the override.")
+def paper_kill(state_dir, flatten, reason) -> None:
+    """Halt (or flatten) the policy from the next bar, until `crowe paper resume`."""
+    from .paper.commands import kill
+    kill(state_dir, flatten, reason)
+
+
+@paper.command("resume")
+@click.option("--state-dir", required=True, metavar="DIR")
+def paper_resume(state_dir) -> None:
+    """Clear a kill-switch override."""
+    from .paper.commands import resume
+    resume(state_dir)
+
+
+@paper.command("status")
+@click.option("--state-dir", required=True, metavar="DIR")
+@_FORMAT
+def paper_status(state_dir, fmt) -> None:
+    """Equity, exposure, trading state and the last bar, from the saved state."""
+    from .paper.commands import status
+    status(state_dir, fmt)
+
+
+@main.group()
+def journal() -> None:
+    """Check and export a paper journal."""
+
+
+@journal.command("verify")
+@click.argument("state_dir", metavar="DIR", type=click.Path(path_type=str))
+def journal_verify(state_dir) -> None:
+    """Check the hash chain; name the first bad record. Exit 1 when the chain is broken."""
+    from .paper.commands import journal_verify as run
+    raise click.exceptions.Exit(run(state_dir))
+
+
+@journal.command("export")
+@click.argument("state_dir", metavar="DIR", type=click.Path(path_type=str))
+@click.option("--out", required=True, metavar="FILE.parquet")
+def journal_export(state_dir, out) -> None:
+    """Write the journal as a Parquet table for analysis."""
+    from .paper.commands import journal_export as run
+    run(state_dir, out)
