@@ -41,7 +41,8 @@ class Lowering:
 
     def init_state(self) -> dict:
         shape = lambda node: (self.N,)   # noqa: E731  every buffered series is per instrument
-        rings = {k: jnp.full((rows,) + shape(None), jnp.nan) for k, rows in self.buffers.items()}
+        rings = {k: jnp.full((rows,) + shape(None), jnp.nan, jnp.float64)
+                 for k, rows in self.buffers.items()}
         emas = {k: (jnp.zeros(self.N), jnp.zeros(self.N, jnp.int64)) for k in self.emas}
         return {"ring": rings, "ema": emas}
 

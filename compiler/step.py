@@ -127,10 +127,11 @@ class StepBuilder:
         i = lambda v: jnp.asarray(v, jnp.int64)     # noqa: E731
         return {
             "x": self.low.init_state(), "t": i(0), "seen": jnp.zeros(N, bool),
-            "cash": f(self.cash0), "positions": jnp.zeros(N), "last_close": jnp.full(N, jnp.nan),
+            "cash": f(self.cash0), "positions": jnp.zeros(N),
+            "last_close": jnp.full(N, jnp.nan, jnp.float64),
             "equity": f(self.cash0), "peak": f(self.cash0), "day": i(-1),
             "day_start": f(self.cash0), "trail_peak": f(self.cash0),
-            "eq_ring": jnp.full((self.trail_window,), jnp.nan), "losses": i(0),
+            "eq_ring": jnp.full((self.trail_window,), jnp.nan, jnp.float64), "losses": i(0),
             "rule_cd": jnp.zeros((R, N), jnp.int64), "limit_cd": jnp.zeros(3, jnp.int64),
             "override": i(ACTIVE), "minute": i(-1), "orders_in_minute": i(0),
             "weights": jnp.zeros(N),
@@ -378,7 +379,7 @@ class StepBuilder:
                               price * (1 - ex.limit_offset))
             limit = jnp.where(qty != 0, limit, jnp.nan)
         else:
-            limit = jnp.full(self.N, jnp.nan)
+            limit = jnp.full(self.N, jnp.nan, jnp.float64)
         return qty, limit, reasons, {"minute": minute, "orders_in_minute": used}
 
     def throttle(self, qty, price, used):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,49 +39,105 @@ class BacktestResult:
         return result_tables(self)
 
 
-def make_runner(engine: Engine):
-    """A jitted function (params, carry, bars) -> (carry, per-bar records)."""
-    def run(params, carry, bars):
-        return jax.lax.scan(lambda c, b: engine.bar_update(params, c, b), carry, bars)
-    return jax.jit(run)
+CHUNK = 64
 
 
-def make_bar_runner(engine: Engine):
-    """The per-bar entry point for paper and live trading: (params, carry, bar) -> (carry,
-    records as numpy), where `bar` has no time axis.
+class Runner:
+    """One compiled program, `chunk`, that simulates up to `size` bars: a `while_loop` whose
+    trip count is a runtime value. Backtests run it over successive slices of the panel; paper
+    and live trading run the very same executable with one bar in the slice.
 
-    It runs the backtest's own compiled scan over a one-bar chunk, not a separate jit of
-    `bar_update`: XLA compiles a top-level function differently from a loop body (and even a
-    one-bar scan differently when the time axis is added inside the jitted function) and may
-    then contract a multiply and an add into one FMA in one and not the other, which changes
-    the last bit of cash or equity. The same scan over one-bar slices is exactly what a chunked
-    backtest runs, so paper and backtest decisions agree bit for bit.
+    Why not `lax.scan` over the whole panel and a jit of one bar for paper? XLA optimises a loop
+    body differently from a top-level function, and a loop whose trip count it knows (one, or
+    the panel's length) differently from another; it may then contract a multiply and an add
+    into one FMA in one program and not in the other, which changes the last bit of cash or
+    equity. A single executable with a runtime trip count gives bit-identical decisions by
+    construction.
     """
-    run = make_runner(engine)
 
-    def one(params, carry, bar):
-        carry, out = run(params, carry, {k: np.asarray(v)[None] for k, v in bar.items()})
+    def __init__(self, engine: Engine, size: int = CHUNK) -> None:
+        self.engine, self.size = engine, size
+
+        def chunk(params, carry, bars, n):
+            def one(b):
+                return engine.bar_update(params, carry, b)[1]
+            first = jax.tree_util.tree_map(lambda a: a[0], bars)
+            shapes = jax.eval_shape(one, first)
+            outs = jax.tree_util.tree_map(lambda s: jnp.zeros((size,) + s.shape, s.dtype),
+                                          shapes)
+
+            def body(state):
+                i, c, o = state
+                bar = jax.tree_util.tree_map(
+                    lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), bars)
+                c, out = engine.bar_update(params, c, bar)
+                o = jax.tree_util.tree_map(
+                    lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, i, 0), o, out)
+                return i + 1, c, o
+
+            _, carry, outs = jax.lax.while_loop(lambda st: st[0] < n, body,
+                                                (jnp.asarray(0, jnp.int32), carry, outs))
+            return carry, outs
+
+        self.chunk = jax.jit(chunk)
+
+    def __call__(self, params, carry, bars, progress=None):
+        """Simulate every bar of `bars` (leading axis T); returns (carry, numpy records)."""
+        carry = _strong(carry)
+        bars = {k: np.asarray(v) for k, v in bars.items()}
+        T = int(bars["ts"].shape[0])
+        pieces = []
+        for start in range(0, T, self.size):
+            n = min(self.size, T - start)
+            piece = {k: _pad(v[start:start + n], self.size) for k, v in bars.items()}
+            carry, out = self.chunk(params, carry, piece, np.int32(n))
+            pieces.append({k: np.asarray(v)[:n] for k, v in out.items()})
+            if progress is not None:
+                progress(start + n, T)
+        if not pieces:
+            return carry, {}
+        return carry, {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+    def one_bar(self, params, carry, bar):
+        """One bar (no time axis): the same executable with a trip count of one."""
+        piece = {k: _pad(np.asarray(v)[None], self.size) for k, v in bar.items()}
+        carry, out = self.chunk(params, _strong(carry), piece, np.int32(1))
         return carry, {k: np.asarray(v)[0] for k, v in out.items()}
-    return one
 
 
-def backtest(engine: Engine, panel, params: dict | None = None, runner=None,
+def _strong(tree):
+    """The same arrays without weak types (`jnp.full(n, jnp.nan)` is weakly typed, the loop's
+    output is not), so that the first and later chunks share one compiled program."""
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(np.asarray(a)) if getattr(a, "weak_type", False) else a, tree)
+
+
+def _pad(a: np.ndarray, size: int) -> np.ndarray:
+    if a.shape[0] == size:
+        return a
+    pad = np.zeros((size - a.shape[0],) + a.shape[1:], a.dtype)
+    return np.concatenate([a, pad])
+
+
+def make_runner(engine: Engine, size: int = CHUNK) -> Runner:
+    """The compiled simulation of `engine`: `run(params, carry, bars) -> (carry, records)`."""
+    return Runner(engine, size)
+
+
+def make_bar_runner(engine: Engine, runner: Runner | None = None):
+    """The per-bar entry point for paper and live trading: (params, carry, bar) -> (carry,
+    records as numpy), where `bar` has no time axis; the backtest's own executable."""
+    return (runner or make_runner(engine)).one_bar
+
+
+def backtest(engine: Engine, panel, params: dict | None = None, runner: Runner | None = None,
              chunk: int | None = None, progress=None) -> BacktestResult:
-    """Simulate the engine over the panel. With `chunk`, the scan runs in pieces of that many
-    bars (the same function, so the same numbers) and `progress(done, total)` is called after
-    each piece."""
+    """Simulate the engine over the panel; `progress(done, total)` is called after each
+    compiled chunk of bars. `chunk` is accepted for compatibility: the chunk size of the
+    compiled program is fixed (`CHUNK`), so results never depend on it."""
     params = engine.params() if params is None else params
     runner = runner or make_runner(engine)
-    bars, T = panel_bars(panel), len(panel.ts)
-    step = chunk or max(T, 1)
-    carry, pieces = engine.init_carry(), []
-    for start in range(0, T, step):
-        piece = jax.tree_util.tree_map(lambda a: a[start:start + step], bars)
-        carry, out = runner(params, carry, piece)
-        pieces.append(to_numpy(out))
-        if progress is not None:
-            progress(min(start + step, T), T)
-    out = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
+    carry, out = runner(params, engine.init_carry(), panel_bars(panel), progress)
     metrics = compute_metrics(out["equity"], out["gross"] * out["equity"],
                               out["net"] * out["equity"], out["traded_notional"],
                               out["costs"] + out["borrow"], engine.bars_per_year)

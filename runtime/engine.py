@@ -85,8 +85,9 @@ class Engine:
     def init_carry(self) -> dict:
         N = len(self.symbols)
         return {"state": self.init_state(), "qty": jnp.zeros(N),
-                "limit": jnp.full(N, jnp.nan), "adv": jnp.full(N, jnp.nan),
-                "vol": jnp.full(N, jnp.nan)}
+                "limit": jnp.full(N, jnp.nan, jnp.float64),
+                "adv": jnp.full(N, jnp.nan, jnp.float64),
+                "vol": jnp.full(N, jnp.nan, jnp.float64)}
 
     def bar_update(self, params: dict, carry: dict, bar: dict):
         """One simulated bar: fill the previous orders on this bar, then decide."""
