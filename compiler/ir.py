@@ -18,8 +18,31 @@ from crowe.dsl.types import Type
 _SPAN = dict(default=None, compare=False, hash=False, repr=False, kw_only=True)
 
 
+class _CachedHash:
+    """Keeps each node's hash once computed. A generated dataclass hash recomputes the children's
+    hashes, so over a DAG it costs the size of the expanded tree: exponential in the depth of
+    shared subexpressions (`f2 = f1 + f1`, `f3 = f2 + f2`, ...), and every pass keys dicts and
+    sets by node. The cache is a slot outside the dataclass fields, so it is invisible to
+    equality, `fields()` and the canonical IR text."""
+
+    __slots__ = ("_hash",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__hash__ = _CachedHash.__hash__   # an explicit hash, which @dataclass keeps
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            key = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
+            h = hash((type(self).__name__, key))
+            object.__setattr__(self, "_hash", h)
+            return h
+
+
 @dataclass(frozen=True, slots=True)
-class Node:
+class Node(_CachedHash):
     type: Type
     span: Span | None = field(**_SPAN)
 

@@ -16,11 +16,10 @@ def cse(roots: dict) -> dict:
 
 
 def count_duplicates(roots: dict) -> int:
-    """How many tree nodes the DAG saves: tree size minus distinct nodes."""
-    distinct = len(ir.topo_order(flat(roots)))
-    total, stack = 0, list(flat(roots))
-    while stack:
-        node = stack.pop()
-        total += 1
-        stack.extend(node.children())
-    return total - distinct
+    """How many tree nodes the DAG saves: tree size minus distinct nodes. The tree size is summed
+    over the DAG (it can be exponential in the depth, so it is never walked)."""
+    order = ir.topo_order(flat(roots))
+    size: dict[ir.Node, int] = {}
+    for node in order:
+        size[node] = 1 + sum(size[c] for c in node.children())
+    return sum(size[r] for r in flat(roots)) - len(order)
