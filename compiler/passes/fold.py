@@ -2,7 +2,9 @@
 
 Only operations that IEEE 754 arithmetic rounds exactly (add, sub, mul, div, sqrt, neg, abs,
 comparisons, logic) are folded, so a folded constant is bit-identical to what the compiled step
-would have computed. `exp`, `log` and `pow` are left to XLA.
+would have computed. `exp`, `log` and `pow` are left to XLA, and so is anything with a subnormal
+operand or result: XLA on CPU flushes subnormals to zero (`5e-324 > 0` is false there), Python
+does not.
 
 >>> from crowe.compiler import ir
 >>> from crowe.dsl.types import Type, Kind, DType
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 
 from .. import ir
 from .rewrite import rewrite
@@ -37,13 +40,20 @@ def _fold_node(node: ir.Node) -> ir.Node:
     kids = node.children()
     if not kids or not all(isinstance(k, ir.Const) for k in kids):
         return node
+    vals = [k.value for k in kids]
     try:
-        value = _evaluate(node, [k.value for k in kids])
+        value = _evaluate(node, vals)
     except (ZeroDivisionError, ValueError, OverflowError):
         return node  # leave it for the runtime, which yields inf or NaN like XLA
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return node
+    if any(_subnormal(v) for v in vals + [value]):
+        return node
     return ir.Const(node.type, value, span=node.span)
+
+
+def _subnormal(v) -> bool:
+    return isinstance(v, float) and v != 0 and abs(v) < sys.float_info.min
 
 
 def _evaluate(node, vals):
