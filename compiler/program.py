@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crowe.dsl.check import CheckedPolicy
-from crowe.dsl.types import DIMENSIONLESS, DType, Kind, Type
+from crowe.dsl.types import DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type
+from crowe.stdlib.registry import BAR_FIELDS
 
 from . import ir
 from .build import BOOL, FLOAT, Builder
@@ -50,8 +51,15 @@ def _c(v) -> ir.Const:
     return ir.Const(_INT if isinstance(v, int) else _NUM, v)
 
 
+def _field(name: str) -> ir.Field:
+    """A bar field typed as the checker types it, so that the built-in estimators and the
+    policy's own expressions over the same field are one node (one ring buffer)."""
+    unit = {"price": PRICE, "shares": SHARES}[BAR_FIELDS[name]]
+    return ir.Field(Type(Kind.SERIES, DType.FLOAT, unit), name)
+
+
 def _r1() -> ir.Node:
-    close = ir.Field(Type(Kind.SERIES, DType.FLOAT), "close")
+    close = _field("close")
     lag = ir.Lag(close.type, close, _c(1), 1)
     return ir.Binary(FLOAT, "sub", ir.Binary(FLOAT, "div", close, lag), _c(1))
 
@@ -64,7 +72,7 @@ def builtin_roots(p: CheckedPolicy) -> tuple[dict, dict]:
     """The estimators every step needs, and the built-in stand-down conditions."""
     spec = p.spec
     r1 = _r1()
-    volume = ir.Field(Type(Kind.SERIES, DType.FLOAT), "volume")
+    volume = _field("volume")
     aux = {"r1": r1, "vol": _stdev(r1, spec.sizing.vol_window),
            "adv": ir.Rolling(FLOAT, "mean", volume, _c(ADV_WINDOW), ADV_WINDOW)}
     windows = [v.window for v in (spec.risk.var, spec.risk.es) if v is not None]
