@@ -37,6 +37,13 @@ class Lowering:
         self.order = ir.topo_order(flat(pir.roots))
         self.key = {node: f"n{i}" for i, node in enumerate(self.order)}
         self.buffers = {self.key[x]: rows for x, rows in pir.look.buffers.items()}
+        self.windows = {f"{self.key[x]}w{n}": n for (x, n) in (pir.look.windows or {})}
+        self.buffers.update(self.windows)
+        self.rings_of: dict[str, list[str]] = {}
+        for x in pir.look.buffers:
+            self.rings_of.setdefault(self.key[x], []).append(self.key[x])
+        for (x, n) in (pir.look.windows or {}):
+            self.rings_of.setdefault(self.key[x], []).append(f"{self.key[x]}w{n}")
         self.emas = [self.key[n] for n in self.order if isinstance(n, ir.Ema)]
 
     def init_state(self) -> dict:
@@ -66,10 +73,11 @@ class _Env:
         if rule is None:
             raise MissingRule(f"no lowering rule for {type(node).__name__}")
         value = rule(node, *[self.values[c] for c in node.children()])
-        key = self.low.key[node]
-        if key in self.rings:   # write before read: readers of this series come later
+        rings = self.low.rings_of.get(self.low.key[node], ())
+        if rings:   # write before read: readers of this series come later
             v = jnp.broadcast_to(jnp.asarray(value, jnp.float64), (self.low.N,))
-            self.rings[key] = ind.ring_write(self.rings[key], self.pos, v)
+            for key in rings:
+                self.rings[key] = ind.ring_write(self.rings[key], self.pos, v)
         return value
 
     def ring_of(self, x: ir.Node):
@@ -107,6 +115,10 @@ class _Env:
         return ind.ring_lag(self.ring_of(node.x), self.pos, n)
 
     def lower_Rolling(self, node, x, n):
+        if isinstance(node.n, ir.Const):
+            w = int(node.n.value)
+            buf = self.rings[f"{self.low.key[node.x]}w{w}"]
+            return ind.rolling(node.stat, buf, self.pos, w)
         return ind.rolling(node.stat, self.ring_of(node.x), self.pos, n)
 
     def lower_Ema(self, node, x, n):

@@ -48,7 +48,10 @@ def rolling(stat: str, buf, pos, n):
     ((x - mean) / stdev of the window, with the current value x). NaN when any value in the
     window is missing.
     """
-    m = _window_mask(buf, pos, n)
+    if isinstance(n, int) and n == buf.shape[0]:
+        m = jnp.ones((n,) + (1,) * (buf.ndim - 1), bool)   # the ring is exactly the window
+    else:
+        m = _window_mask(buf, pos, n)
     nf = jnp.asarray(n, buf.dtype)
     if stat in ("min", "max"):
         fill = jnp.inf if stat == "min" else -jnp.inf

@@ -17,9 +17,13 @@ from .rewrite import flat
 @dataclass(frozen=True)
 class Lookback:
     per_node: dict            # node -> (default, max) lookback
-    buffers: dict             # series node -> rows its ring buffer needs
+    buffers: dict             # series node -> rows its shared ring buffer needs
     warmup: int               # bars before the roots' values are all defined (defaults)
     max_warmup: int           # the same with every window parameter at its maximum
+    windows: dict = None      # (series node, n) -> n: a ring of exactly n rows for each
+                              # rolling statistic over a constant window (reading only the
+                              # window, not the longest history of the series, is what makes
+                              # a 63-bar stdev cheap next to a 252-bar lag of the same series)
 
 
 def _extra(node: ir.Node, defaults: dict) -> tuple[int, int]:
@@ -44,6 +48,7 @@ def lookback(roots: dict, defaults: dict | None = None) -> Lookback:
     defaults = defaults or {}
     per: dict[ir.Node, tuple[int, int]] = {}
     buffers: dict[ir.Node, int] = {}
+    windows: dict[tuple[ir.Node, int], int] = {}
     for node in ir.topo_order(flat(roots)):
         kids = [per[c] for c in node.children()]
         base = (max((k[0] for k in kids), default=0), max((k[1] for k in kids), default=0))
@@ -51,6 +56,8 @@ def lookback(roots: dict, defaults: dict | None = None) -> Lookback:
         per[node] = (base[0] + extra[0], base[1] + extra[1])
         if isinstance(node, (ir.Lag, ir.Rolling, ir.Turbulence, ir.History)):
             buffers[node.x] = max(buffers.get(node.x, 1), _rows(node))
+        if isinstance(node, ir.Rolling) and isinstance(node.n, ir.Const):
+            windows[(node.x, int(node.n.value))] = int(node.n.value)
     tops = [per[n] for n in flat(roots)]
     return Lookback(per, buffers, max((t[0] for t in tops), default=0),
-                    max((t[1] for t in tops), default=0))
+                    max((t[1] for t in tops), default=0), windows)
