@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from crowe.dsl.types import DType
 from crowe.stdlib import indicators as ind
 
 from . import ir
@@ -101,14 +102,16 @@ class _Env:
         return jnp.negative(x) if node.op == "neg" else jnp.logical_not(x)
 
     def lower_Binary(self, node, a, b):
-        if node.op == "div":
-            return jnp.divide(jnp.asarray(a, jnp.float64), b)
+        if node.type.dtype is DType.FLOAT:   # `7 / 2`, `10 ^ -4`: whole operands, real result
+            a = jnp.asarray(a, jnp.float64)
         return _BIN[node.op](a, b)
 
     def lower_Select(self, node, c, a, b):
         return jnp.where(c, a, b)
 
     def lower_Map(self, node, *args):
+        if node.type.dtype is DType.FLOAT:   # `normcdf(w)` of an integer parameter
+            args = [jnp.asarray(a, jnp.float64) for a in args]
         return _MAP[node.func](*args)
 
     def lower_Lag(self, node, x, n):
