@@ -128,7 +128,7 @@ def cs_mean(x):
 
 def cs_quantile(x, q):
     """The q-quantile across finite instruments, linear interpolation."""
-    return jnp.nanquantile(jnp.where(jnp.isfinite(x), x, jnp.nan), q)
+    return jnp.nanquantile(jnp.where(jnp.isfinite(x), x, jnp.nan), jnp.asarray(q, jnp.float64))
 
 
 def cs_any(c):
