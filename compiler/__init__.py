@@ -1,1 +1,4 @@
 """compiler"""
+from . import codegen
+
+codegen.pin()
