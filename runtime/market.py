@@ -41,7 +41,7 @@ class MarketConfig:
       half_spread_bps: half the bid-ask spread, paid on traded notional, in basis points.
       impact_coef: coefficient of the square-root impact model (see `execute`).
       participation_cap: largest fraction of the execution bar's volume filled per instrument,
-        in ``(0, 1]``.
+        in ``(0, 1]``, rounded down to whole shares.
       carry_remainder: carry the unfilled part of an order to the next bar (True) or cancel it.
       borrow_bps_annual: annual borrow fee on the market value of short positions, in basis points.
       bars_per_year: bars in one year, to turn the annual borrow fee into a per-bar one.
@@ -115,7 +115,7 @@ def execute(cfg: MarketConfig, orders: Orders, open, high, low, close, volume, v
       market order:      trades always,           price = p_ref
       buy limit  L:      trades if low  <= L,     price = min(p_ref, L)
       sell limit L:      trades if high >= L,     price = max(p_ref, L)
-      filled   f  = sign(q) * min(|q|, participation_cap * volume)
+      filled   f  = sign(q) * min(|q|, floor(participation_cap * volume))
       commission  = commission_bps  * 1e-4 * |f| * price
       spread      = half_spread_bps * 1e-4 * |f| * price
       impact      = impact_coef * vol * sqrt(|f| / adv) * |f| * price
@@ -152,7 +152,7 @@ def execute(cfg: MarketConfig, orders: Orders, open, high, low, close, volume, v
     order_ok = jnp.isfinite(orders.qty) & ~jnp.isinf(orders.limit)
     qty = jnp.where(order_ok, orders.qty, 0.0)
     price, trades = _fill_price(cfg, orders.limit, qty, open, high, low, close)
-    cap = cfg.participation_cap * jnp.where(valid_bar, volume, 0.0)
+    cap = jnp.floor(cfg.participation_cap * jnp.where(valid_bar, volume, 0.0))   # whole shares
     fills_here = valid_bar & has_estimate & trades & (qty != 0)
     filled = jnp.where(fills_here, jnp.sign(qty) * jnp.minimum(jnp.abs(qty), cap), 0.0)
     price = jnp.where(filled != 0, price, 0.0)
