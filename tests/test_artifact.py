@@ -125,12 +125,6 @@ BARS = {"cs_mom_v1": (2500, 300), "xs_reversal_v1": (0, 120), "ts_trend_v1": (0,
 def _window(name):
     first, count = BARS[name]
     return panel(name)._take(slice(first, first + count), slice(None))
-ONE_BAR_SCAN_DIFFERS = pytest.mark.xfail(strict=True, reason=(
-    "engine-level, not the artifact: XLA on CPU compiles the one-bar scan of mv_sector_v1 "
-    "(N=18, a Ledoit-Wolf covariance and a proximal-gradient optimizer) with a different "
-    "reduction and FMA order than the long scan, so the source's own per-bar runner differs "
-    "from its backtest in the last bits too (see test_artifact_bar_by_bar_is_the_source_bar_"
-    "by_bar)"))
 
 
 def _bar_by_bar(engine, p) -> dict:
@@ -142,8 +136,7 @@ def _bar_by_bar(engine, p) -> dict:
     return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=ONE_BAR_SCAN_DIFFERS)
-                                  if n == "mv_sector_v1" else n for n in POLICIES])
+@pytest.mark.parametrize("name", POLICIES)
 def test_artifact_bar_by_bar_reproduces_the_source_backtest(name, tmp_path):
     p = _window(name)
     art = load_artifact(write(tmp_path, compiled(name))).engine
@@ -152,13 +145,3 @@ def test_artifact_bar_by_bar_reproduces_the_source_backtest(name, tmp_path):
     assert np.count_nonzero(got["order_qty"]) > 0
     for k in ref.out:
         np.testing.assert_array_equal(got[k], ref.out[k], err_msg=k)
-
-
-def test_artifact_bar_by_bar_is_the_source_bar_by_bar(tmp_path):
-    name = "mv_sector_v1"
-    p = _window(name)
-    art = load_artifact(write(tmp_path, compiled(name))).engine
-    got, ref = _bar_by_bar(art, p), _bar_by_bar(Engine.from_policy(checked(name)[0],
-                                                                  p.symbols), p)
-    for k in ref:
-        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
