@@ -25,9 +25,19 @@ def ring_write(buf, pos, value):
 
 
 def ring_lag(buf, pos, n):
-    """The value written ``n`` bars before bar ``pos`` (``n <= W - 1``)."""
+    """The value written ``n`` bars before bar ``pos``; NaN when the ring cannot hold it
+    (``n`` outside ``[0, W - 1]``, possible only for a window given at run time)."""
     row = jnp.mod(pos - n, buf.shape[0])
-    return jax.lax.dynamic_index_in_dim(buf, row, 0, keepdims=False)
+    value = jax.lax.dynamic_index_in_dim(buf, row, 0, keepdims=False)
+    return _fits(value, n, 0, buf.shape[0] - 1)
+
+
+def _fits(value, n, lo: int, hi: int):
+    """``value``, or NaN where the window ``n`` is outside ``[lo, hi]``: a window parameter
+    beyond the range that sized the buffer must fail closed, not read the wrong bars."""
+    if isinstance(n, int):           # a constant window: the lookback pass sized its buffer
+        return value
+    return jnp.where((n >= lo) & (n <= hi), value, jnp.nan)
 
 
 def ring_age(buf, pos):
@@ -46,8 +56,12 @@ def rolling(stat: str, buf, pos, n):
 
     ``mean``, ``sum``, ``stdev`` and ``var`` (sample, ddof 1), ``min``, ``max`` and ``zscore``
     ((x - mean) / stdev of the window, with the current value x). NaN when any value in the
-    window is missing.
+    window is missing, or when ``n`` is outside ``[1, W]``.
     """
+    return _fits(_rolling(stat, buf, pos, n), n, 1, buf.shape[0])
+
+
+def _rolling(stat: str, buf, pos, n):
     if isinstance(n, int) and n == buf.shape[0]:
         m = jnp.ones((n,) + (1,) * (buf.ndim - 1), bool)   # the ring is exactly the window
     else:
@@ -167,7 +181,7 @@ def turbulence(buf, pos, n, shrink: float = 0.1):
     d = jnp.where(complete, x - m, 0.0)
     k = complete.sum()
     val = d @ jnp.linalg.solve(cov, d) / jnp.maximum(k, 1)
-    return jnp.where(k > 1, val, jnp.nan)
+    return _fits(jnp.where(k > 1, val, jnp.nan), n, 1, buf.shape[0] - 1)
 
 
 def normcdf(x):
