@@ -35,6 +35,8 @@ FEATURES = {
     "lagv": "lag(volume)",
     "delta4": "delta(close, 4)",
     "mean_w": "mean(close, w)",
+    "lag_w": "lag(close, w)",
+    "sd_w": "stdev(r1, w)",
     "mean_3d": "mean(close, 3d)",
     "sum5": "sum(r1, 5)",
     "sd5": "stdev(r1, 5)",
@@ -55,6 +57,7 @@ FEATURES = {
     "allup": "all(r1 > -1%)",
     "shareup": "share(r1 > 0)",
     "turb": "turbulence(r1, 8)",
+    "turb_w": "turbulence(r1, w)",
     "absr": "abs(r1)",
     "sqrtc": "sqrt(close)",
     "logc": "log(close)",
@@ -270,7 +273,25 @@ def test_window_parameters_take_their_runtime_value(runner, bars):
     for w in (2, 9, 12):
         got = runner.values(panel, w=w)
         close(got["mean_w"], rolling(f["close"], w, np.mean))
+        close(got["sd_w"], rolling(r1, w, lambda x: np.std(x, ddof=1)))
+        exact(got["lag_w"], lagged(f["close"], w))
         close(got["ema_w"], ema(r1, w))
+        close(got["turb_w"], turbulence(r1, w), rtol=1e-9)
+
+
+def test_a_window_its_buffer_cannot_hold_fails_closed(runner, bars):
+    """Parameters reach the step as arrays, so nothing stops a sweep from passing a window
+    beyond the range that sized the buffers (13 rows for close and for r1 here, from
+    `lag(close, w)` and `turbulence(r1, w)` at w <= 12) or below 1: the value is NaN, never a
+    statistic over the wrong bars."""
+    panel, f, _ = bars
+    for w in (14, 40, 0, -3):
+        got = runner.values(panel, w=w)
+        for name in ("mean_w", "sd_w", "lag_w", "turb_w"):
+            if (name, w) == ("lag_w", 0):
+                exact(got[name], f["close"])       # the current bar: not a missing window
+            else:
+                assert np.isnan(got[name]).all(), (w, name)
 
 
 # -- cross-sections -------------------------------------------------------------------------------
