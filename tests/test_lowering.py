@@ -18,12 +18,15 @@ requires the NaN pattern to match.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.special import ndtr
 from scipy.stats import rankdata
 
 import simkit
+from crowe.stdlib.registry import FUNCTIONS
 
 T, N = 48, 4
 
@@ -221,6 +224,11 @@ def turbulence(x, n, shrink=0.1):
         d = x[t, ok] - p.mean(0)
         out[t] = d @ np.linalg.solve(cov, d) / ok.sum()
     return out
+
+
+def test_every_function_of_the_language_is_covered():
+    called = {m for e in FEATURES.values() for m in re.findall(r"([a-z_]+)\(", e)}
+    assert set(FUNCTIONS) <= called, sorted(set(FUNCTIONS) - called)
 
 
 # -- time series ----------------------------------------------------------------------------------
