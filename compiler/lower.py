@@ -18,6 +18,9 @@ from .passes.rewrite import flat
 from .program import PolicyIR
 
 
+SUMS = ("mean", "sum", "stdev", "var", "zscore")   # rolling statistics kept as running sums
+
+
 class MissingRule(Exception):
     """The IR holds a node type that has no lowering rule (a compiler bug, not a user error)."""
 
@@ -46,21 +49,62 @@ class Lowering:
         for (x, n) in (pir.look.windows or {}):
             self.rings_of.setdefault(self.key[x], []).append(f"{self.key[x]}w{n}")
         self.emas = [self.key[n] for n in self.order if isinstance(n, ir.Ema)]
+        # Rolling sums, means, variances and z-scores are running sums, updated in O(N) per bar
+        # with x[t] in and x[t - n] out: their ring holds n + 1 rows.
+        self.sums = [self.key[n] for n in self.order
+                     if isinstance(n, ir.Rolling) and n.stat in SUMS]
+        for n in self.order:
+            if isinstance(n, ir.Rolling) and n.stat in SUMS:
+                if isinstance(n.n, ir.Const):
+                    k = f"{self.key[n.x]}w{int(n.n.value)}"
+                    self.buffers[k] = max(self.buffers[k], int(n.n.value) + 1)
+                else:
+                    k = self.key[n.x]
+                    self.buffers[k] = max(self.buffers[k], n.n_max + 1)
+        # VaR/ES and the covariance read a History: a ring of its own, NaN-free (a missing
+        # value is stored as 0) so that they need one matmul and no masks, with the last bar at
+        # which the series was missing (`bad`) to say which instruments have a complete window.
+        # The series ring keeps only the rows its other readers need.
+        self.hist = {}
+        for n in self.order:
+            if isinstance(n, ir.History):
+                k = self.key[n.x]
+                self.hist[k] = max(self.hist.get(k, 1), n.n_max)
+        others = {}
+        for n in self.order:
+            if isinstance(n, (ir.Lag, ir.Turbulence)):
+                rows = n.n_max + 1
+            elif isinstance(n, ir.Rolling) and not isinstance(n.n, ir.Const):
+                rows = n.n_max + 1 if n.stat in SUMS else n.n_max
+            else:
+                continue
+            others[self.key[n.x]] = max(others.get(self.key[n.x], 1), rows)
+        for k in self.hist:
+            if k in others:
+                self.buffers[k] = others[k]
+            else:
+                self.buffers.pop(k, None)
+                self.rings_of[k] = [r for r in self.rings_of.get(k, []) if r != k]
 
     def init_state(self) -> dict:
         shape = lambda node: (self.N,)   # noqa: E731  every buffered series is per instrument
         rings = {k: jnp.full((rows,) + shape(None), jnp.nan, jnp.float64)
                  for k, rows in self.buffers.items()}
         emas = {k: (jnp.zeros(self.N), jnp.zeros(self.N, jnp.int64)) for k in self.emas}
-        return {"ring": rings, "ema": emas}
+        rings.update({"h" + k: jnp.zeros((rows, self.N), jnp.float64)
+                      for k, rows in self.hist.items()})
+        bad = {k: jnp.full(self.N, -1, jnp.int64) for k in sorted(set(self.hist) | set(self.rings_of))}
+        sums = {k: (jnp.zeros(self.N), jnp.zeros(self.N), jnp.zeros(self.N)) for k in self.sums}
+        return {"ring": rings, "ema": emas, "bad": bad, "sum": sums}
 
     def evaluate(self, params: dict, xstate: dict, fields: dict, pos, valid):
         """All roots at this bar: (values by root path, new expression state)."""
         env = _Env(self, params, fields, pos, valid, dict(xstate["ring"]), dict(xstate["ema"]))
+        env.bad, env.sums = dict(xstate["bad"]), dict(xstate["sum"])
         for node in self.order:
             env.values[node] = env.lower(node)
         out = _map(self.pir.roots, lambda n: env.values[n])
-        return out, {"ring": env.rings, "ema": env.emas}
+        return out, {"ring": env.rings, "ema": env.emas, "bad": env.bad, "sum": env.sums}
 
 
 class _Env:
@@ -79,6 +123,14 @@ class _Env:
             v = jnp.broadcast_to(jnp.asarray(value, jnp.float64), (self.low.N,))
             for key in rings:
                 self.rings[key] = ind.ring_write(self.rings[key], self.pos, v)
+        key = self.low.key[node]
+        if key in self.bad:
+            v = jnp.broadcast_to(jnp.asarray(value, jnp.float64), (self.low.N,))
+            ok = jnp.isfinite(v)
+            if key in self.low.hist:
+                self.rings["h" + key] = ind.ring_write(self.rings["h" + key], self.pos,
+                                                       jnp.where(ok, v, 0.0))
+            self.bad[key] = jnp.where(ok, self.bad[key], self.pos)
         return value
 
     def ring_of(self, x: ir.Node):
@@ -118,11 +170,18 @@ class _Env:
         return ind.ring_lag(self.ring_of(node.x), self.pos, n)
 
     def lower_Rolling(self, node, x, n):
+        xkey = self.low.key[node.x]
         if isinstance(node.n, ir.Const):
-            w = int(node.n.value)
-            buf = self.rings[f"{self.low.key[node.x]}w{w}"]
-            return ind.rolling(node.stat, buf, self.pos, w)
-        return ind.rolling(node.stat, self.ring_of(node.x), self.pos, n)
+            n = int(node.n.value)
+            buf = self.rings[f"{xkey}w{n}"]
+        else:
+            buf = self.ring_of(node.x)
+        if node.stat not in SUMS:
+            return ind.rolling(node.stat, buf, self.pos, n)
+        key = self.low.key[node]
+        self.sums[key], value = ind.rolling_sums(node.stat, self.sums[key], buf, self.bad[xkey],
+                                                 self.pos, n)
+        return value
 
     def lower_Ema(self, node, x, n):
         key = self.low.key[node]
@@ -148,8 +207,10 @@ class _Env:
         return ind.turbulence(self.ring_of(node.x), self.pos, n)
 
     def lower_History(self, node, x):
-        buf = self.ring_of(node.x)
-        return buf, ind.ring_age(buf, self.pos)
+        """(rows [W, N] with missing values as 0, age of each row, last missing bar [N], bar)."""
+        key = self.low.key[node.x]
+        buf = self.rings["h" + key]
+        return buf, ind.ring_age(buf, self.pos), self.bad[key], self.pos
 
     def lower_ProbEdge(self, node, mu, sigma):
         return ind.prob_edge(mu, sigma, node.cost)

@@ -306,9 +306,10 @@ class StepBuilder:
         sp = self.pir.spec.sizing
         budget = sp.budget if sp.budget is not None else self.pir.spec.risk.gross_max
         if self.pir.spec.portfolio is not None:
-            hist, age = vals["aux"]["history"]
-            return pf.optimize(self.pir.spec.portfolio, self.pir.spec.risk, mu, hist, age, ok,
-                               state["weights"])
+            hist, age, last_bad, pos = vals["aux"]["history"]
+            window = self.pir.spec.portfolio.covariance.window
+            return pf.optimize(self.pir.spec.portfolio, self.pir.spec.risk, mu, hist, age,
+                               last_bad <= pos - window, ok, state["weights"])
         if sp.method == "kelly_tempered":
             w = sz.kelly_tempered(mu, sigma, ok, sp.lambda_)
         elif sp.method == "vol_target":
@@ -343,9 +344,9 @@ class StepBuilder:
         tail = jnp.asarray(jnp.nan)
         for limit, es in ((risk.var, False), (risk.es, True)):
             if limit is not None:
-                hist, age = vals["aux"]["history"]
-                w, hit, tail = rk.tail_cap(w, hist, age, limit.window, limit.confidence,
-                                           limit.max, es)
+                hist, age, last_bad, pos = vals["aux"]["history"]
+                w, hit, tail = rk.tail_cap(w, hist, age, last_bad <= pos - limit.window,
+                                           limit.window, limit.confidence, limit.max, es)
                 reasons = reasons | jnp.where(hit, bit("tail_cap"), 0)
         return w, reasons, tail
 

@@ -91,6 +91,43 @@ def _rolling(stat: str, buf, pos, n):
     return (current - mean) / sd   # zscore
 
 
+def rolling_sums(stat: str, sums, buf, last_bad, pos, n):
+    """``rolling`` in O(N) per bar: running sums of the window about an anchor.
+
+    ``sums`` = (s1, s2, k): the sum and the sum of squares of ``x - k`` over the finite values
+    among the last n, and the anchor ``k`` [N]. Each bar adds x[t] and removes x[t - n] (the ring
+    must hold n + 1 rows or more); every n bars the sums are recomputed exactly from the ring,
+    with the anchor moved to the window mean, so rounding never accumulates over more than n
+    updates and the variance never suffers the cancellation of raw sums of squares.
+    ``last_bad`` is the last bar at which x was missing (-1 initially). NaN while the window
+    holds a missing value or fewer than n bars.
+    """
+    s1, s2, k = sums
+    x_now = ring_lag(buf, pos, 0)
+    x_old = ring_lag(buf, pos, n)
+
+    def incremental(_):
+        d_in = jnp.where(jnp.isfinite(x_now), x_now - k, 0.0)
+        d_out = jnp.where(jnp.isfinite(x_old), x_old - k, 0.0)
+        return s1 + d_in - d_out, s2 + d_in * d_in - d_out * d_out, k
+
+    def exact(_):
+        ok = _window_mask(buf, pos, n) & jnp.isfinite(buf)
+        cnt = ok.sum(0)
+        anchor = jnp.where(ok, buf, 0.0).sum(0) / jnp.maximum(cnt, 1)
+        d = jnp.where(ok, buf - anchor, 0.0)
+        return d.sum(0), (d * d).sum(0), anchor
+
+    s1, s2, k = jax.lax.cond(jnp.mod(pos, n) == 0, exact, incremental, None)
+    nf = jnp.asarray(n, buf.dtype)
+    mean = k + s1 / nf
+    var = jnp.maximum(s2 - s1 * s1 / nf, 0.0) / (nf - 1.0)
+    value = {"sum": k * nf + s1, "mean": mean, "var": var, "stdev": jnp.sqrt(var),
+             "zscore": (x_now - mean) / jnp.sqrt(var)}[stat]
+    value = jnp.where(last_bad <= pos - n, value, jnp.nan)
+    return (s1, s2, k), _fits(value, n, 1, buf.shape[0] - 1)
+
+
 def ema_update(prev, count, x, n):
     """One step of an exponential moving average with ``alpha = 2 / (n + 1)``.
 

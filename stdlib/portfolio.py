@@ -67,11 +67,10 @@ def mean_variance(mu, cov, w_prev, lo, hi, gamma, tau, kappa, iterations: int):
     return w
 
 
-def optimize(port, risk, mu, history, age, ok, w_prev, horizon: int = 1):
+def optimize(port, risk, mu, history, age, complete, ok, w_prev, horizon: int = 1):
     """Target weights from the policy's `portfolio` section for the instruments in ``ok``."""
     window = port.covariance.window
     rows = age < window
-    complete = jnp.all(jnp.where(rows[:, None], jnp.isfinite(history), True), axis=0)
     usable = ok & complete & jnp.isfinite(mu)
     x = jnp.where(usable[None, :], history, 0.0)
     if port.covariance.estimator == "ledoit_wolf":

@@ -15,6 +15,8 @@ Later steps never undo earlier ones: every step only shrinks weights toward zero
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -53,32 +55,39 @@ def gross_cap(w, cap):
     return out, _changed(w, out)
 
 
-def tail_loss(w, history, age, window, confidence, es: bool):
+def tail_loss(w, history, age, complete, window, confidence, es: bool):
     """Historical VaR (or ES) of the book: the loss not exceeded with the given confidence,
     over the last ``window`` one-bar returns of the instruments (NaN when the window is not
-    complete for a held instrument)."""
-    rows = (age < window)[:, None]
-    held = w != 0
-    incomplete = jnp.any(rows & held[None, :] & ~jnp.isfinite(history))
-    pnl = jnp.where(rows & held[None, :], history, 0.0) @ w
-    k = jnp.asarray(window, jnp.float64)
-    losses = jnp.sort(jnp.where((age < window), -pnl, -jnp.inf))[::-1]
-    idx = jnp.clip(jnp.ceil((1.0 - confidence) * k).astype(jnp.int64) - 1, 0,
-                   losses.shape[0] - 1)
-    var = losses[idx]
-    if es:
-        ranks = jnp.arange(losses.shape[0])
-        tail = ranks <= idx
-        value = jnp.where(tail, losses, 0.0).sum() / (idx + 1)
-    else:
-        value = var
+    complete for a held instrument). ``history`` holds 0 for missing returns; ``complete`` [N]
+    says which instruments have ``window`` returns without a gap."""
+    incomplete = jnp.any((w != 0) & ~complete)
+    pnl = history @ w
+    losses = jnp.where(age < window, -pnl, -jnp.inf)
+    k = min(max(math.ceil((1.0 - confidence) * window), 1), history.shape[0])
+    top = _largest(losses, k)                  # the k largest losses, largest first
+    value = top.sum() / k if es else top[k - 1]
     return jnp.where(incomplete, jnp.nan, jnp.maximum(value, 0.0))
 
 
-def tail_cap(w, history, age, window, confidence, limit, es: bool):
+def _largest(x, k: int):
+    """The k largest values of x, largest first (ties kept), for a small static k: k passes of
+    max, O(k W), where a sort of W values costs far more on CPU (XLA's sort calls its comparator
+    per comparison)."""
+    if k > 16:
+        return jnp.sort(x)[::-1][:k]
+    out = []
+    idx = jnp.arange(x.shape[0])
+    for _ in range(k):
+        i = jnp.argmax(x)
+        out.append(x[i])
+        x = jnp.where(idx == i, -jnp.inf, x)
+    return jnp.stack(out)
+
+
+def tail_cap(w, history, age, complete, window, confidence, limit, es: bool):
     """Scale the book so that its VaR (or ES) is at most ``limit``; a book whose tail loss
     cannot be estimated is not allowed (scaled to 0: fail closed)."""
-    loss = tail_loss(w, history, age, window, confidence, es)
+    loss = tail_loss(w, history, age, complete, window, confidence, es)
     scale = jnp.where(jnp.isfinite(loss), jnp.where(loss > limit, limit / jnp.maximum(loss, TOL),
                                                     1.0), 0.0)
     out = w * scale
