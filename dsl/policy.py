@@ -8,12 +8,12 @@ from __future__ import annotations
 import types as pytypes
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .check import CheckedPolicy, Checker
 from .diagnostics import Diagnostic, Diagnostics, suggestion
+from .files import read_limited
 from .schema import PolicySpec
 from .source import SourceFile, Span
 from .yamlload import (MAX_BYTES, MapNode, Node, ScalarNode, SeqNode, decode_source, load_yaml,
@@ -45,18 +45,7 @@ class UnreadableFile(Exception):
 
 
 def read_bytes(path: str) -> bytes:
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise UnreadableFile(f"`{path}` is a directory, not a policy file")
-        with p.open("rb") as f:
-            return f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise UnreadableFile(f"`{path}` does not exist") from None
-    except PermissionError:
-        raise UnreadableFile(f"`{path}` cannot be read: permission denied") from None
-    except OSError as e:
-        raise UnreadableFile(f"`{path}` cannot be read: {e.strerror or e}") from None
+    return read_limited(path, MAX_BYTES, "a policy file", UnreadableFile)
 
 
 def check_path(path: str) -> CheckResult:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from crowe.compiler.container import canonical_json
+from crowe.dsl.files import read_limited
 
 PAYLOAD_TYPE = "application/vnd.crowe.policy-manifest+json"
 ROLES = ("author", "risk", "compliance")
@@ -170,17 +171,7 @@ def _header(name: str, keyid: str) -> bytes:
 
 
 def _read(path: str) -> tuple[bytes, str | None]:
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise KeyFileError(f"`{path}` is a directory, not a key file")
-        text = p.read_bytes()[:64 * 1024]
-    except FileNotFoundError:
-        raise KeyFileError(f"`{path}` does not exist") from None
-    except PermissionError:
-        raise KeyFileError(f"`{path}` cannot be read: permission denied") from None
-    except OSError as e:
-        raise KeyFileError(f"`{path}` cannot be read: {e.strerror or e}") from None
+    text = read_limited(path, 64 * 1024 - 1, "a key file", KeyFileError)
     name = None
     for line in text.split(b"\n"):
         if line.startswith(b"-----BEGIN"):

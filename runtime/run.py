@@ -6,6 +6,7 @@ from pathlib import Path
 
 from crowe.dsl.diagnostics import render_text
 from crowe.dsl.policy import CheckResult, UnreadableFile, check_path
+from crowe.dsl.quantity import QuantityError, fraction
 
 from .bundled import default_data
 from .data import DataReport, load_bars
@@ -37,10 +38,17 @@ def checked_policy(path: str) -> CheckResult:
 def prepare(policy_path: str, data: str | None, start: str | None, end: str | None) -> Prepared:
     check = checked_policy(policy_path)
     symbols = check.policy.spec.universe.symbols
+    panel, report, data = load_panel(symbols, data, start, end, "policy")
+    return Prepared(check, panel, report, data)
+
+
+def load_panel(symbols, data: str | None, start: str | None, end: str | None, whose: str):
+    """The panel of `symbols` (or of every symbol in the file, for `from_data`): from `data`,
+    or the bundled file that holds them all. Returns (panel, report, data path)."""
     if data is None:
         found = default_data(symbols)
         if found is None:
-            raise RunError("no bundled data file holds every symbol of the policy's universe; "
+            raise RunError(f"no bundled data file holds every symbol of the {whose}'s universe; "
                            "pass one with --data")
         data = str(found)
     panel, report = load_bars(data, start=start, end=end)
@@ -48,11 +56,13 @@ def prepare(policy_path: str, data: str | None, start: str | None, end: str | No
         missing = [s for s in symbols if s not in panel.symbols]
         if missing:
             raise RunError(f"`{data}` has no bars for {', '.join(f'`{s}`' for s in missing)}, "
-                           "which the policy's universe lists; choose another --data file")
+                           f"which the {whose}'s universe lists; choose another --data file")
         panel = panel.select(symbols)
+        if tuple(panel.symbols) != tuple(symbols) and whose == "artifact":
+            raise RunError("the artifact's universe is not in the data's symbol order")
     if panel.T == 0:
         raise RunError(f"`{data}` has no bars in the chosen dates")
-    return Prepared(check, panel, report, data)
+    return panel, report, data
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, float]:
@@ -62,18 +72,10 @@ def parse_params(items: tuple[str, ...]) -> dict[str, float]:
         if not sep or not name.strip():
             raise RunError(f"`--param {item}` is not NAME=VALUE")
         try:
-            out[name.strip()] = _number(value.strip())
-        except ValueError:
+            out[name.strip()] = fraction(value.strip())
+        except QuantityError:
             raise RunError(f"`--param {item}`: `{value}` is not a number") from None
     return out
-
-
-def _number(text: str) -> float:
-    if text.endswith("%"):
-        return float(text[:-1]) / 100
-    if text.endswith("bps"):
-        return float(text[:-3]) / 1e4
-    return float(text)
 
 
 def default_out(policy_path: str) -> str:
@@ -99,21 +101,5 @@ def prepare_artifact(path: str, data: str | None, start: str | None, end: str | 
     symbols: from `data`, or the bundled file that holds them all."""
     from .artifact import load_artifact
     loaded = load_artifact(path, trust_dir=trust_dir, stage="sim", cash=cash)
-    symbols = loaded.engine.symbols
-    if data is None:
-        found = default_data(symbols)
-        if found is None:
-            raise RunError("no bundled data file holds every symbol of the artifact's universe; "
-                           "pass one with --data")
-        data = str(found)
-    panel, report = load_bars(data, start=start, end=end)
-    missing = [s for s in symbols if s not in panel.symbols]
-    if missing:
-        raise RunError(f"`{data}` has no bars for {', '.join(f'`{s}`' for s in missing)}, "
-                       "which the artifact's universe holds; choose another --data file")
-    panel = panel.select(symbols)
-    if tuple(panel.symbols) != tuple(symbols):
-        raise RunError("the artifact's universe is not in the data's symbol order")
-    if panel.T == 0:
-        raise RunError(f"`{data}` has no bars in the chosen dates")
+    panel, report, data = load_panel(loaded.engine.symbols, data, start, end, "artifact")
     return Prepared(None, panel, report, data), loaded

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crowe.compiler import container as ct
+from crowe.dsl.files import read_limited
 
 from . import trust as ts
 from .keys import PAYLOAD_TYPE, ROLES, PublicKey, key_id, signature_verifies, unb64, write_atomic
@@ -209,18 +210,7 @@ def open_artifact(path: str) -> Artifact:
 
 
 def _read(path: str) -> bytes:
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise ArtifactUnreadable(f"`{path}` is a directory, not an artifact")
-        with p.open("rb") as f:
-            blob = f.read(ct.MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ArtifactUnreadable(f"`{path}` does not exist") from None
-    except PermissionError:
-        raise ArtifactUnreadable(f"`{path}` cannot be read: permission denied") from None
-    except OSError as e:
-        raise ArtifactUnreadable(f"`{path}` cannot be read: {e.strerror or e}") from None
+    blob = read_limited(path, ct.MAX_BYTES, "an artifact", ArtifactUnreadable)
     if len(blob) > ct.MAX_BYTES:
         raise NotAnArtifact(f"`{path}` is not a policy artifact: it is larger than "
                             f"{ct.MAX_BYTES // 2**20} MiB")
