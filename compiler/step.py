@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 
 from crowe.runtime import market as mk
@@ -268,7 +267,7 @@ class StepBuilder:
     # -- targets --------------------------------------------------------------------------
 
     def targets(self, params, state, vals, ok, E, book, last_close, mon):
-        spec, bit = self.pir.spec, self.bit
+        bit = self.bit
         mu = vals["signal"]["mu"] * jnp.ones(self.N)
         sigma = vals["signal"]["sigma"] * jnp.ones(self.N)
         vol = vals["aux"]["vol"]

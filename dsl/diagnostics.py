@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import enum
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .source import SourceFile, Span

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .engine import Engine, panel_bars, to_numpy
+from .engine import Engine, panel_bars
 from .metrics import compute_metrics
 
 
@@ -131,10 +131,9 @@ def make_bar_runner(engine: Engine, runner: Runner | None = None):
 
 
 def backtest(engine: Engine, panel, params: dict | None = None, runner: Runner | None = None,
-             chunk: int | None = None, progress=None) -> BacktestResult:
+             progress=None) -> BacktestResult:
     """Simulate the engine over the panel; `progress(done, total)` is called after each
-    compiled chunk of bars. `chunk` is accepted for compatibility: the chunk size of the
-    compiled program is fixed (`CHUNK`), so results never depend on it."""
+    compiled chunk of bars (`runner.size`, `CHUNK` by default)."""
     params = engine.params() if params is None else params
     runner = runner or make_runner(engine)
     carry, out = runner(params, engine.init_carry(), panel_bars(panel), progress)
@@ -149,7 +148,6 @@ def _ts(ts) -> pa.Array:
 
 
 def _long(result: BacktestResult, columns: dict, keep) -> pa.Table:
-    T, N = len(result.ts), len(result.symbols)
     t_idx, s_idx = np.nonzero(keep)
     cols = {"ts": _ts(result.ts[t_idx]),
             "symbol": pa.array(np.asarray(result.symbols, object)[s_idx], pa.string())}

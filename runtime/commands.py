@@ -12,7 +12,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .run import default_out, is_artifact, parse_params, prepare, prepare_artifact
 
-CHUNK = 1000
 
 
 def run_backtest(policy, data, start, end, param_items, cash, out_dir, fmt,
@@ -40,7 +39,7 @@ def run_backtest(policy, data, start, end, param_items, cash, out_dir, fmt,
                   "{task.total} bars"), TimeElapsedColumn(), console=err, disable=not show,
                   transient=True) as bar:
         task = bar.add_task(f"simulating {engine.name}", total=prep.panel.T)
-        result = backtest(engine, prep.panel, params, chunk=CHUNK,
+        result = backtest(engine, prep.panel, params,
                           progress=lambda done, total: bar.update(task, completed=done))
     elapsed = time.perf_counter() - t0
     out_dir = out_dir or default_out(policy)

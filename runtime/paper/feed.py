@@ -44,7 +44,7 @@ class Feed(Protocol):
     def __iter__(self) -> Iterator[Bar | Refused]: ...
 
 
-def _guard(bar: dict, n: int) -> np.ndarray:
+def _guard(bar: dict) -> np.ndarray:
     """Bars with non-finite or non-positive prices or bad volume are invalid for the bar."""
     ok = np.asarray(bar["valid"], bool).copy()
     for k in ("open", "high", "low", "close"):
@@ -74,7 +74,7 @@ class ReplayFeed:
                 self.sleep((p.ts[t] - p.ts[t - 1]) / 1e9 / self.speed)
             row = {k: np.array(getattr(p, k)[t], np.float64) for k in FIELDS}
             row["valid"] = np.array(p.valid[t], bool)
-            row["valid"] = _guard(row, p.N)
+            row["valid"] = _guard(row)
             yield Bar(int(p.ts[t]), **{k: row[k] for k in FIELDS}, valid=row["valid"])
 
 
@@ -120,4 +120,4 @@ class StdinFeed:
         row["valid"] = valid
         ts = obj["ts"]
         ts = int(ts) if isinstance(ts, int) and not isinstance(ts, bool) else to_ns(str(ts))
-        return Bar(ts, **{k: row[k] for k in FIELDS}, valid=_guard(row, n))
+        return Bar(ts, **{k: row[k] for k in FIELDS}, valid=_guard(row))

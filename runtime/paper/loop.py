@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -135,7 +134,7 @@ class PaperRunner:
                                      "reason": item.reason})
                 continue
             if self.last_ts is not None and item.ts <= self.last_ts:
-                if self.redo is None and s.processed == 0 and item.ts <= self.last_ts:
+                if self.redo is None and s.processed == 0:
                     s.skipped += 1          # processed before a restart
                     continue
                 s.refused += 1
