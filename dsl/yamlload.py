@@ -180,11 +180,36 @@ def load_yaml(source: SourceFile, diags: Diagnostics) -> Node | None:
     """
     if not _text_ok(source, diags):
         return None
+    found = Diagnostics()
+    root = _read(source, found, _LOADER)
+    if root is _PARSER_TOO_DEEP:
+        # libyaml stops at its own nesting limit (1000 levels) while it still looks ahead for a
+        # key, before our limit is reached: the pure-Python parser gives the same events and
+        # stops at ours, so it finds where the nesting goes past `MAX_DEPTH`.
+        found = Diagnostics()
+        root = _read(source, found, yaml.SafeLoader)
+        if root is _PARSER_TOO_DEEP:  # not reached: the pure-Python parser has no such limit
+            found.add("E0107", f"nesting is deeper than {MAX_DEPTH} levels", source.span(0),
+                      help=_DEPTH_HELP)
+            root = None
+    diags.extend(found)
+    return root
+
+
+_PARSER_TOO_DEEP = object()
+_DEPTH_HELP = "flatten the structure: a policy needs only a few levels of nesting"
+
+
+def _read(source: SourceFile, diags: Diagnostics, loader) -> Node | None | object:
+    """`load_yaml` with one parser; `_PARSER_TOO_DEEP` when the parser's own nesting limit
+    stopped it first."""
     builder = _Builder(source, diags)
-    events = yaml.parse(source.text, Loader=_LOADER)
+    events = yaml.parse(source.text, Loader=loader)
     try:
         builder.run(events)
     except yaml.MarkedYAMLError as err:
+        if "maximum nesting depth" in (err.problem or "") and not builder.too_deep:
+            return _PARSER_TOO_DEEP
         _syntax_error(source, builder.marks, err, diags)
         return None
     except yaml.YAMLError:  # unmarked: nothing in a checked text should get here
@@ -317,8 +342,7 @@ class _Builder:
         start = max(0, end - 1) if event.flow_style else end  # at `[`, `{`, `-` or the first key
         if len(self.stack) == MAX_DEPTH:
             self.diags.add("E0107", f"nesting is deeper than {MAX_DEPTH} levels",
-                           self.source.span(start), help="flatten the structure: a policy "
-                           "needs only a few levels of nesting")
+                           self.source.span(start), help=_DEPTH_HELP)
             self.too_deep = True
             return False
         self._properties(event)

@@ -422,11 +422,19 @@ def test_nesting_at_the_limit():
     ("a: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH, 1, 4 + MAX_DEPTH - 1),
     ("a: " + "{b: " * MAX_DEPTH + "1" + "}" * MAX_DEPTH, 1, 4 + 4 * (MAX_DEPTH - 1)),
     ("a:\n" + "- " * MAX_DEPTH + "x\n", 2, 2 * MAX_DEPTH - 1),
+    # far past libyaml's own limit of 1000 levels, which it reaches before giving any event
+    ("a: " + "[" * 100_000, 1, 4 + MAX_DEPTH - 1),
+    ("a: " + "[" * 2_000 + "]" * 2_000, 1, 4 + MAX_DEPTH - 1),
 ])
 def test_nesting_past_the_limit(text, line, column):
     root, diags, _ = load(text)
     assert root is None and found(diags) == [("E0107", line, column)]
     assert diags.items[0].message == "nesting is deeper than 32 levels"
+
+
+def test_nesting_past_both_limits_reports_each_problem_once():
+    root, diags, _ = load("policy: p\nb: 017\nc: " + "[" * 1_500)
+    assert root is None and found(diags) == [("E0110", 2, 4), ("E0107", 3, 4 + MAX_DEPTH - 1)]
 
 
 @pytest.mark.parametrize("text", [
