@@ -10,12 +10,15 @@
     6
 
 The grammar is `grammar.lark` (LALR). Lark builds its tree without recursion but its Transformer
-recurses, so the tree is turned into the AST with an explicit stack, and the AST's depth is
-bounded (`MAX_DEPTH`) before any recursive consumer (the checker, lowering) sees it.
+recurses, so the tree is turned into the AST with an explicit stack, and the AST's nesting is
+bounded (`MAX_DEPTH`) before any consumer (the checker, lowering) sees it. Nesting counts
+parentheses around operators, calls, unary and `^` chains; a flat left-associative chain such
+as `a + b + ... + z` is one level however long it is (`MAX_LENGTH` bounds its length).
 """
 from __future__ import annotations
 
 import re
+import sys
 from importlib import resources
 from typing import Callable, Iterator
 
@@ -34,6 +37,14 @@ DURATION_SUFFIXES = ("s", "m", "h", "d", "w")
 KEYWORDS = ("if", "then", "else", "and", "or", "not", "true", "false")
 
 Spanner = Callable[[int, int], Span]
+
+# A flat chain is one level of nesting but its AST is as deep as the chain is long: up to about
+# MAX_LENGTH / 2 nodes (`a+a+...`), which the checker and the lowering walk recursively, a few
+# Python frames a node. Python 3.11 calls Python functions without growing the C stack, so the
+# room they need is only a higher frame limit.
+_FRAMES_NEEDED = 10 * MAX_LENGTH
+if sys.getrecursionlimit() < _FRAMES_NEEDED:
+    sys.setrecursionlimit(_FRAMES_NEEDED)
 
 _LARK = Lark(resources.files(__package__).joinpath("grammar.lark").read_text("utf-8"),
              parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False)
@@ -257,8 +268,7 @@ class _Builder:
                 values.append((node, 0))
                 continue
             kids = _pop(values, len(node.children))
-            depth = max((d for _, d in kids), default=0)
-            value, depth = self._node(node, [k for k, _ in kids], depth)
+            value, depth = self._node(node, [k for k, _ in kids], [d for _, d in kids])
             if depth > MAX_DEPTH:
                 self._too_deep(node)
                 return None
@@ -275,15 +285,22 @@ class _Builder:
             return self.spanner(node.start_pos, node.end_pos)
         return self.spanner(node.meta.start_pos, node.meta.end_pos)
 
-    def _node(self, node: Tree, kids: list, depth: int) -> tuple[object, int]:
+    def _node(self, node: Tree, kids: list, depths: list[int]) -> tuple[object, int]:
+        """The AST node and its depth: how deeply it is nested, where a left-associative chain
+        of one kind of operator (`a + b - c + d`, `a * b / c`, `p and q and r`) is one level
+        however long it is, since it is written flat."""
         kind = str(node.data)
+        depth = max(depths, default=0)
         if kind == "paren":
             return kids[0], depth  # keeps its own span; enclosing spans include the `(`
         if kind == "arguments":
             return _Args(kids), depth
         if kind == "kwarg":
             return Keyword(kids[0].value, kids[1], span=self._span(kids[0])), depth
-        return self._expr(kind, node, kids), depth + 1
+        value = self._expr(kind, node, kids)
+        if _chain(value) is not None and _chain(value) == _chain(kids[0]):
+            return value, max(depths[0], depths[1] + 1)  # one more link of the chain
+        return value, depth + 1
 
     def _expr(self, kind: str, node: Tree, kids: list) -> Expr:
         span = self._span(node)
@@ -358,6 +375,17 @@ class _Builder:
                        label="positional argument",
                        help="move it before the keyword arguments, or name it `name=value`",
                        secondary=[Label(first_kw.span, "first keyword argument")])
+
+
+_CHAINS = {"+": "+", "-": "+", "*": "*", "/": "*", "and": "and", "or": "or"}
+
+
+def _chain(e: object) -> str | None:
+    """Which left-associative chain `e` is a link of, if any (`^` is right-associative and
+    nests; comparisons do not chain)."""
+    if isinstance(e, (Binary, BoolOp)):
+        return _CHAINS.get(e.op)
+    return None
 
 
 def _pop(values: list, n: int) -> list:

@@ -153,3 +153,32 @@ def test_checking_one_policy_is_fast():
         assert out.returncode == 0
     # generous: a subprocess start, imports and one check take well under a second
     assert statistics.median(times) < 3.0, times
+
+
+def _with_feature(tmp_path: Path, expression: str) -> Path:
+    """cs_mom_v1 with one more feature, `big`, that its forecast uses."""
+    text = (ROOT / "policies" / "cs_mom_v1.policy").read_text("utf-8")
+    text = text.replace("features:\n", f"features:\n  big: {expression}\n", 1)
+    text = text.replace("  mu:    mu_5d\n", "  mu:    mu_5d + 0 * big\n", 1)
+    assert "0 * big" in text
+    path = tmp_path / "flat.policy"
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_the_longest_flat_sum_that_fits_checks_clean(tmp_path: Path):
+    from crowe.dsl.expr import MAX_LENGTH
+    terms = (MAX_LENGTH - 1) // 3
+    out = run("--check", str(_with_feature(tmp_path, "+".join(["r1"] * terms))))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout == "checked 1 file: ok (0 errors, 0 warnings)\n"
+
+
+def test_deep_nesting_in_a_policy_is_one_diagnostic(tmp_path: Path):
+    from crowe.dsl.expr import MAX_DEPTH
+    k = MAX_DEPTH + 1
+    out = run("--check", "--format", "json",
+              str(_with_feature(tmp_path, "r1 + (" * k + "r1" + ")" * k)))
+    assert out.returncode == 1
+    assert [d["code"] for d in json.loads(out.stdout)] == ["E0203"]
+    no_traceback(out)

@@ -253,6 +253,72 @@ def test_parentheses_do_not_count_as_depth():
     assert ok("(" * depth + "x" + ")" * depth) == x
 
 
+def left_chain(ops: list[str], leaf: str = "a") -> Binary | BoolOp:
+    """`a op a op a ...` as the parser builds it: left-associative."""
+    e = Name(leaf)
+    for op in ops:
+        e = (BoolOp if op in ("and", "or") else Binary)(op, e, Name(leaf))
+    return e
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/", "and", "or"])
+def test_a_flat_chain_is_one_level_however_long(op):
+    terms = 500
+    assert ok(f" {op} ".join(["a"] * terms)) == left_chain([op] * (terms - 1))
+
+
+def test_a_flat_chain_of_mixed_operators_of_one_precedence_is_flat():
+    ops = ["+", "-"] * 300
+    text = "a" + "".join(f" {o} a" for o in ops)
+    assert ok(text) == left_chain(ops)
+
+
+def test_a_flat_sum_of_products_and_calls_is_flat():
+    e = ok("+".join(["w*f(x,2)/3"] * 300))
+    assert sum(isinstance(node, Call) for node in walk(e)) == 300
+
+
+def test_the_longest_flat_sum_that_fits_parses_without_recursion():
+    terms = (MAX_LENGTH + 1) // 2
+    text = "+".join(["a"] * terms)
+    assert len(text) <= MAX_LENGTH
+    e = ok(text)
+    assert e == left_chain(["+"] * (terms - 1)) and hash(e) == hash(ok(text))
+    assert format_expr(e) == " + ".join(["a"] * terms)
+    assert only("+".join(["a"] * (terms + 1))).code == "E0204"
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: "a + (" * k + "a" + ")" * k,      # each sum nested on the right of the last one
+    lambda k: "(a + " * k + "a" + ")" * k,
+    lambda k: "a * (" * k + "a" + ")" * k,
+    lambda k: "a - (" * k + "a" + ")" * k,
+    lambda k: "(a * " * k + "a" + ")" * k,
+    lambda k: "f(" * k + "a" + ")" * k,         # calls
+    lambda k: "-" * k + "a",                    # a unary chain
+    lambda k: "not " * k + "a",
+    lambda k: "2^" * k + "2",                   # right-associative: it nests
+])
+def test_real_nesting_is_still_limited(make):
+    assert ok(make(MAX_DEPTH - 1)) is not None
+    d = only(make(MAX_DEPTH + 1))
+    assert d.code == "E0203"
+    assert d.message == f"expression nested too deeply (more than {MAX_DEPTH} levels)"
+
+
+def test_parentheses_around_the_left_of_a_chain_keep_it_flat():
+    # `((a + a) + a) + a` is the same tree as `a + a + a + a`
+    k = 4 * MAX_DEPTH
+    assert ok("(" * k + "a" + " + a)" * k) == left_chain(["+"] * k)
+
+
+def test_chains_inside_nesting_count_one_level_each():
+    # every level is a long flat sum whose last term nests the next level
+    k = MAX_DEPTH - 1
+    assert ok("a + a + a + (" * k + "a" + ")" * k) is not None
+    assert only("a + a + a + (" * (MAX_DEPTH + 1) + "a" + ")" * (MAX_DEPTH + 1)).code == "E0203"
+
+
 def test_length_limit_is_inclusive():
     assert ok("a" * MAX_LENGTH) == Name("a" * MAX_LENGTH)
 
@@ -326,7 +392,7 @@ def assert_robust(text: str) -> None:
     e, diags = parse(text)
     assert time.perf_counter() - start < 1.0
     assert (e is None) == bool(diags)
-    if e is not None:
+    if e is not None and len(format_expr(e)) <= MAX_LENGTH:  # spaces may make it too long
         assert ok(format_expr(e)) == e
     for d in diags:
         assert re.fullmatch(r"E020[1-8]", d.code)
