@@ -10,14 +10,17 @@ operation rounds once, in program order, however it is fused, so the backtest an
 runtime agree bit for bit (DESIGN, invariant 1).
 
 The flags are read once, when JAX creates its CPU client, so they are set when `crowe.compiler`
-is imported, before anything is compiled. A flag the user set explicitly is left alone. The
-price is speed: no SIMD in the float code of a step.
+is imported, before anything is compiled, and so is the persistent compilation cache (`cache`).
+A flag the user set explicitly is left alone. The price is speed: no SIMD in the float code of a
+step.
 """
 from __future__ import annotations
 
 import os
 import platform
 import warnings
+
+from . import cache
 
 VECTOR = "--xla_cpu_prefer_vector_width=64"      # one float64 per vector: sums run in order
 NO_FMA = "--xla_cpu_max_isa=AVX"                 # x86: FMA3 and AVX2 come after AVX
@@ -30,7 +33,13 @@ def flags() -> tuple[str, ...]:
 
 
 def pin() -> None:
-    """Add `flags()` to `XLA_FLAGS` unless the user chose those settings already."""
+    """Add `flags()` to `XLA_FLAGS` unless the user chose those settings already, and turn on
+    the persistent compilation cache (`cache`), whose keys include those flags."""
+    _pin_flags()
+    cache.enable()
+
+
+def _pin_flags() -> None:
     current = os.environ.get("XLA_FLAGS", "")
     chosen = {f.split("=", 1)[0] for f in current.split()}
     missing = [f for f in flags() if f.split("=", 1)[0] not in chosen]
@@ -40,7 +49,7 @@ def pin() -> None:
         warnings.warn("JAX started before `crowe.compiler` was imported, so XLA compiles without "
                       f"{' '.join(missing)}: bar-by-bar and backtest results may differ in the "
                       "last bits; import crowe first or set XLA_FLAGS", RuntimeWarning,
-                      stacklevel=3)
+                      stacklevel=4)
         return
     os.environ["XLA_FLAGS"] = " ".join([current, *missing]).strip()
 
