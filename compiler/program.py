@@ -1,14 +1,14 @@
 """From a checked policy to the IR the lowering consumes: expression roots plus settings.
 
 `to_ir` builds every root the step evaluates (signal, gates, stand-down conditions, and the
-built-in estimators: one-bar returns, the sizing volatility, average volume, the return history
-for VaR/ES and covariance), then runs the passes in order.
+estimators the components need: one-bar returns, volatilities, average volume, the return history
+for VaR/ES and covariances), then runs the passes in order.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crowe.dsl.check import CheckedPolicy
+from crowe.dsl.check import IMPACT_WINDOW, CheckedPolicy, needs
 from crowe.dsl.types import DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type
 from crowe.stdlib.registry import BAR_FIELDS
 
@@ -20,7 +20,6 @@ from .passes.lookback import Lookback
 
 _INT = Type(Kind.CONST, DType.INT, None)
 _NUM = Type(Kind.CONST, DType.FLOAT, DIMENSIONLESS)
-ADV_WINDOW = 20
 
 
 @dataclass(frozen=True)
@@ -68,27 +67,24 @@ def _stdev(x: ir.Node, n: int) -> ir.Node:
     return ir.Rolling(FLOAT, "stdev", x, _c(n), n)
 
 
-def builtin_roots(p: CheckedPolicy) -> tuple[dict, dict]:
-    """The estimators every step needs, and the built-in stand-down conditions."""
-    spec = p.spec
+def builtin_roots(p: CheckedPolicy) -> dict:
+    """The estimators that the components and the market model read: one-bar returns, the
+    volatilities the components need (`vol{window}`), the market model's impact estimates
+    (`impact_vol`, `adv`) and one return history as long as the longest that any component
+    reads."""
     r1 = _r1()
     volume = _field("volume")
-    aux = {"r1": r1, "vol": _stdev(r1, spec.sizing.vol_window),
-           "adv": ir.Rolling(FLOAT, "mean", volume, _c(ADV_WINDOW), ADV_WINDOW)}
-    windows = [v.window for v in (spec.risk.var, spec.risk.es) if v is not None]
-    if spec.portfolio is not None:
-        windows.append(spec.portfolio.covariance.window)
-    if windows:
-        aux["history"] = ir.History(FLOAT, r1, max(windows))
-    rules = {}
-    for name, rule in p.rules.items():
-        if name == "vol_spike" and rule.when is None:
-            w = rule.settings["window"] or 63
-            prior = ir.Lag(FLOAT, _stdev(r1, w), _c(1), 1)
-            rules[name] = ir.Binary(BOOL, "gt", ir.Map(FLOAT, "abs", (r1,)),
-                                    ir.Binary(FLOAT, "mul", _c(float(rule.settings["sigma"])),
-                                              prior))
-    return aux, rules
+    aux = {"r1": r1, "impact_vol": _stdev(r1, IMPACT_WINDOW),
+           "adv": ir.Rolling(FLOAT, "mean", volume, _c(IMPACT_WINDOW), IMPACT_WINDOW)}
+    history = 0
+    for need in needs(p.spec):
+        if need.series == "vol":
+            aux[need.key] = _stdev(r1, need.window)
+        else:
+            history = max(history, need.window)
+    if history:
+        aux["history"] = ir.History(FLOAT, r1, history)
+    return aux
 
 
 def to_ir(p: CheckedPolicy) -> PolicyIR:
@@ -97,8 +93,8 @@ def to_ir(p: CheckedPolicy) -> PolicyIR:
     sig["prob_edge"] = ir.ProbEdge(FLOAT, sig["mu"], sig["sigma"], float(p.spec.signal.cost))
     b.signal = sig
     gates = {k: b.build(e) for k, e in p.gates.items()}
-    aux, rules = builtin_roots(p)
-    rules |= {k: b.build(r.when) for k, r in p.rules.items() if r.when is not None}
+    aux = builtin_roots(p)
+    rules = {k: b.build(r.when) for k, r in p.rules.items() if r.when is not None}
     roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux}
     roots = cse(fold(roots))
     defaults = {k: v.default for k, v in p.params.items()}

@@ -11,6 +11,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from crowe.stdlib import components as reg
+from crowe.stdlib.component import Component, Need
 from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES, Signature
 
 from . import ast as A
@@ -23,6 +25,7 @@ from .types import (BARS, DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type, Unit)
 from .yamlload import MapNode, Node, ScalarNode, SeqNode
 
 _BAR_UNITS = {"price": PRICE, "shares": SHARES}
+IMPACT_WINDOW = 20   # bars of one-bar returns and volume behind the market model's impact estimate
 # A name in an expression's text: not part of a number (`1e6`, `20d`), not a keyword argument.
 _MENTION = re.compile(r"(?<![\w.])[A-Za-z_]\w*\b(?!\s*=(?!=))")
 
@@ -50,12 +53,16 @@ class Action:
 
 @dataclass
 class RuleInfo:
+    """A limit or stand-down rule that checked clean: its component, settings and action."""
+
     name: str
     when: A.Expr | None
     action: Action
     cooldown: int             # bars
-    settings: dict
+    settings: object          # the component's settings model
     span: Span
+    component: Component | None = None
+    per_instrument: bool = False
 
 
 @dataclass
@@ -69,9 +76,8 @@ class CheckedPolicy:
     features: dict[str, A.Expr]          # in dependency order
     signal: dict[str, A.Expr]            # mu, sigma
     gates: dict[str, A.Expr]
-    rules: dict[str, RuleInfo]
-    limit_actions: dict[str, Action]     # intraday, from_peak, trailing_stop
-    limit_cooldowns: dict[str, int]
+    rules: dict[str, RuleInfo]           # stand-down rules, in the order written
+    limits: dict[str, RuleInfo]          # portfolio limits, in registry order
     horizon: int                         # bars
     types: dict[A.Expr, Type] = field(repr=False)
     lookbacks: dict[str, int] = field(default_factory=dict)      # at parameter defaults
@@ -148,7 +154,8 @@ class Checker:
         signal = self.check_signal()
         gates = self.check_gates()
         rules = self.check_rules()
-        actions, cooldowns = self.check_risk()
+        limits = self.check_risk()
+        self.check_targets()
         self.check_compliance()
         self.check_unused()
         if self.diags.has_errors:
@@ -166,21 +173,13 @@ class Checker:
         wmax = max([lb for k, lb in maxes.items() if not k.startswith("feature")] + extra)
         return CheckedPolicy(
             self.src, self.spec, self.bar_seconds, self.params,
-            {k: self.feature_src[k] for k in self.order}, signal, gates, rules, actions,
-            cooldowns, horizon, self.types, lookbacks, maxes, warm, wmax)
+            {k: self.feature_src[k] for k in self.order}, signal, gates, rules, limits,
+            horizon, self.types, lookbacks, maxes, warm, wmax)
 
     def builtin_lookbacks(self) -> list[int]:
-        out = [self.spec.sizing.vol_window]
-        for name, rule in self.spec.stand_down.items():
-            if name == "vol_spike" and rule.when is None:
-                out.append(rule.window or 63)
-        risk = self.spec.risk
-        for v in (risk.var, risk.es):
-            if v is not None:
-                out.append(v.window)
-        if self.spec.portfolio is not None:
-            out.append(self.spec.portfolio.covariance.window)
-        return out
+        """The lookbacks of the components' estimators, and of the market model's (one-bar
+        returns and average volume over `IMPACT_WINDOW` bars, for the impact estimate)."""
+        return [IMPACT_WINDOW] + [n.lookback for n in needs(self.spec)]
 
     # -- universe and params --------------------------------------------------------------
 
@@ -335,64 +334,46 @@ class Checker:
 
     def check_rule(self, name: str, rule) -> RuleInfo | None:
         path = ("stand_down", name)
-        builtin = {"data_gap": ("max_missing",), "vol_spike": ("sigma", "window"),
-                   "loss_streak": ("losses",)}
-        allowed = builtin.get(name, ())
-        ok = True
-        for key in ("max_missing", "sigma", "window", "losses"):
-            if getattr(rule, key) is not None and key not in allowed:
-                owner = next((b for b, ks in builtin.items() if key in ks), None)
-                self.diags.add("E0301", f"`{key}` is not a setting of rule `{name}`",
-                               self.key_span(*path, key),
-                               help=f"`{key}` belongs to the built-in `{owner}` rule" if owner
-                               else None)
-                ok = False
+        component = reg.DETECTORS[name] if name in reg.DETECTORS else reg.DETECTORS["when"]
         when = None
-        if rule.when is not None:
+        per_instrument = component.per_instrument
+        if component.name == "when":
             when = self.parse(*path, "when")
             t = self.infer(when, "stand_down") if when is not None else None
             if t is None:
-                ok = False
-            elif t.dtype is not DType.BOOL:
+                return None
+            if t.dtype is not DType.BOOL:
                 self.diags.add("E0503", f"the condition of rule `{name}` must be true or false, "
                                f"found a {t}", when.span, help="compare it, e.g. `... > 0`")
-                ok = False
-        elif name == "data_gap" and rule.max_missing is None:
-            self.diags.add("E0302", "rule `data_gap` needs `max_missing`",
-                           self.key_span(*path), help="add e.g. `max_missing: 5%`")
-            ok = False
-        elif name == "vol_spike" and rule.sigma is None:
-            self.diags.add("E0302", "rule `vol_spike` needs `sigma` or `when`",
-                           self.key_span(*path), help="add e.g. `sigma: 4`")
-            ok = False
-        elif name == "loss_streak" and rule.losses is None:
-            self.diags.add("E0302", "rule `loss_streak` needs `losses`", self.key_span(*path),
-                           help="add e.g. `losses: 5` (consecutive losing bars)")
-            ok = False
-        elif name not in builtin:
-            self.diags.add("E0302", f"rule `{name}` needs a `when` condition",
-                           self.key_span(*path), help="add e.g. `when: abs(r1) > 10%`, or "
-                           "use a built-in rule: `data_gap`, `vol_spike`, `loss_streak`")
-            ok = False
-        action = self.parse_action(*path, "action")
-        cooldown = self.cooldown(rule.cooldown, *path, "cooldown")
-        if action is None or cooldown is None or not ok:
+                return None
+            per_instrument = t.kind is Kind.SERIES
+        info = self.acting(name, path, rule, component, per_instrument)
+        if info is not None:
+            info.when = when
+        return info
+
+    def acting(self, name: str, path: tuple, settings, component: Component,
+               per_instrument: bool) -> RuleInfo | None:
+        """The action and cooldown of a limit or rule, checked against where it acts."""
+        action = self.parse_action(*path, "action") if self.node(*path, "action") else \
+            Action(settings.action, None, self.key_span(*path))
+        cooldown = self.cooldown(settings.cooldown, *path, "cooldown")
+        if action is None or cooldown is None:
             return None
-        per_instrument = when is not None and self.types[when].kind is Kind.SERIES
-        per_instrument |= name == "vol_spike" and when is None
-        if per_instrument and action.kind != "exclude" and action.kind != "reduce":
-            self.diags.add("E0508", f"rule `{name}` fires per instrument but `{action}` acts on "
-                           "the whole portfolio", action.span,
+        what = "limit" if component.slot == "limit" else "rule"
+        if per_instrument and action.kind not in ("exclude", "reduce"):
+            self.diags.add("E0508", f"{what} `{name}` fires per instrument but `{action}` acts "
+                           "on the whole portfolio", action.span,
                            help="use `action: exclude`, or make the condition portfolio-wide "
                            "with `any(...)` or `share(...) > 10%`")
             return None
         if not per_instrument and action.kind == "exclude":
-            self.diags.add("E0508", f"rule `{name}` is portfolio-wide, so `exclude` has no "
+            self.diags.add("E0508", f"{what} `{name}` is portfolio-wide, so `exclude` has no "
                            "instrument to exclude", action.span,
                            help="use `halt`, `flatten` or `reduce(50%)`")
             return None
-        settings = {k: getattr(rule, k) for k in allowed}
-        return RuleInfo(name, when, action, cooldown, settings, self.key_span(*path))
+        return RuleInfo(name, None, action, cooldown, settings, self.key_span(*path),
+                        component, per_instrument)
 
     def parse_action(self, *path) -> Action | None:
         e = self.parse(*path)
@@ -441,10 +422,10 @@ class Checker:
 
     # -- risk and compliance --------------------------------------------------------------
 
-    def check_risk(self) -> tuple[dict[str, Action], dict[str, int]]:
+    def check_risk(self) -> dict[str, RuleInfo]:
         risk = self.spec.risk
         if risk is None:
-            return {}, {}
+            return {}
         for key, what in (("gross_max", "gross exposure"), ("position_max", "position size")):
             if getattr(risk, key) is None:
                 self.diags.add("E0310", f"no limit on {what}: `risk.{key}` is missing",
@@ -471,25 +452,36 @@ class Checker:
         if risk.drawdown is None and risk.trailing_stop is None:
             self.diags.add("W0303", "no drawdown limit", self.key_span("risk"),
                            help="add e.g. `drawdown: {from_peak: {max: 15%, action: halt}}`")
-        actions, cooldowns = {}, {}
-        limits = [("intraday", ("risk", "drawdown", "intraday"),
-                   risk.drawdown and risk.drawdown.intraday),
-                  ("from_peak", ("risk", "drawdown", "from_peak"),
-                   risk.drawdown and risk.drawdown.from_peak),
-                  ("trailing_stop", ("risk", "trailing_stop"), risk.trailing_stop)]
-        for name, path, lim in limits:
-            if lim is None:
-                continue
-            act = self.parse_action(*path, "action") if self.node(*path, "action") else \
-                Action("flatten", None, self.key_span(*path))
-            cd = self.cooldown(lim.cooldown, *path, "cooldown")
-            if act is not None and act.kind == "exclude":
-                self.diags.add("E0508", "a portfolio limit cannot `exclude` one instrument",
-                               act.span, help="use `halt`, `flatten` or `reduce(50%)`")
-                continue
-            if act is not None and cd is not None:
-                actions[name], cooldowns[name] = act, cd
-        return actions, cooldowns
+        limits = {}
+        for c in reg.LIMITS:
+            settings = _at(self.spec, c.path)
+            if settings is not None:
+                info = self.acting(c.name, c.path, settings, c, False)
+                if info is not None:
+                    limits[c.name] = info
+        return limits
+
+    def check_targets(self) -> None:
+        """Exactly one of `sizing` and `portfolio` sets the targets, and a forecast that can
+        never trade is an error."""
+        sizing, portfolio = self.node("sizing"), self.node("portfolio")
+        if sizing is not None and portfolio is not None:
+            self.diags.add("E0314", "`sizing` and `portfolio` both set the target weights",
+                           self.key_span("sizing"), help="the portfolio optimizer sets the "
+                           "weights: remove `sizing`, or remove `portfolio` to size each "
+                           "instrument on its own",
+                           secondary=[Label(self.key_span("portfolio"), "optimizer set here")])
+        elif sizing is None and portfolio is None and self.spec.risk is not None:
+            self.diags.add("E0302", "missing section `sizing`", self.src.whole_file(),
+                           help="add e.g. `sizing: {method: kelly_tempered, lambda: 0.3}`, or "
+                           "a `portfolio` optimizer")
+        sigma = _literal_number(self.parse("signal", "sigma")) if self.node("signal", "sigma") \
+            else None
+        if sigma is not None and sigma <= 0:
+            self.diags.add("E0510", "a predictive standard deviation of 0 or less can never "
+                           "trade", self.span("signal", "sigma"),
+                           help="`sigma` is the uncertainty of `mu`: write an estimate such as "
+                           "`stdev(ret(close, 1), 63) * sqrt(5)`")
 
     def check_compliance(self) -> None:
         comp = self.spec.compliance
@@ -882,3 +874,37 @@ def _short(e: A.Expr) -> str:
     text = format_expr(e)
     return text if len(text) <= 30 else text[:27] + "..."
 
+
+
+def _at(spec, path: tuple):
+    """The settings at a path of the policy, or None."""
+    node = spec
+    for part in path:
+        node = getattr(node, part, None) if node is not None else None
+    return node
+
+
+def active_components(spec) -> list[tuple[Component, object]]:
+    """Every component the policy uses, with its settings: sizing or portfolio, overlays,
+    limits, stand-down detectors, the execution algorithm and the order rules."""
+    out = []
+    for section, registry in (("sizing", reg.SIZING), ("portfolio", reg.PORTFOLIO),
+                              ("execution", reg.EXECUTION)):
+        settings = getattr(spec, section, None)
+        if settings is not None:
+            tag = getattr(settings, "method", None) or getattr(settings, "algo", None)
+            out.append((registry[tag], settings))
+    for registry in (reg.OVERLAYS, reg.LIMITS, reg.ORDER_RULES):
+        for c in registry:
+            settings = _at(spec, c.path)
+            if settings is not None:
+                out.append((c, settings))
+    for name, rule in (spec.stand_down.items() if spec.stand_down is not None else []):
+        out.append((reg.DETECTORS[name] if name in reg.DETECTORS else reg.DETECTORS["when"],
+                    rule))
+    return out
+
+
+def needs(spec) -> list[Need]:
+    """The estimators the policy's components read."""
+    return [n for c, settings in active_components(spec) for n in c.needs(settings)]

@@ -14,7 +14,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from .check import CheckedPolicy, Checker
 from .diagnostics import Diagnostic, Diagnostics, suggestion
 from .files import read_limited
-from .schema import PolicySpec
+from crowe.stdlib import components as reg
+
+from .schema import PolicySpec, Rules
 from .source import SourceFile, Span
 from .yamlload import (MAX_BYTES, MapNode, Node, ScalarNode, SeqNode, decode_source, load_yaml,
                        to_plain)
@@ -88,6 +90,7 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
     read_wrong = {(d.span.start, d.span.end) for d in diags.errors}
     seen: set[tuple] = set()
     broken = {err["loc"][0] for err in errors if err["loc"]}
+    errors = [_untag(err) for err in errors]
     resolved = [(err, *_resolve(root, err["loc"])) for err in errors]
     places = {tuple(path) for _, path, _ in resolved}
     for err, path, node in resolved:
@@ -99,6 +102,18 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
         seen.add(key)
         _report(err, path, node, root, source, diags)
     return _partial(data, broken)
+
+
+_UNIONS = {"sizing": reg.SIZING, "execution": reg.EXECUTION}
+
+
+def _untag(err: dict) -> dict:
+    """Take the union tag (`sizing.kelly_tempered.lambda`) out of an error's location: the
+    location as the author wrote it, with the tag kept apart."""
+    loc = err["loc"]
+    if len(loc) > 1 and loc[0] in _UNIONS and loc[1] in _UNIONS[loc[0]]:
+        return dict(err, loc=(loc[0],) + tuple(loc[2:]), tag=loc[1], raw_loc=loc)
+    return err
 
 
 def _outdone(err: dict, path: list, places: set[tuple]) -> bool:
@@ -133,11 +148,30 @@ def _valid(annotation, value):
 
 
 def _valid_entries(annotation, value) -> dict | None:
+    if isinstance(annotation, type) and issubclass(annotation, Rules) and \
+            isinstance(value, dict):
+        return _valid_rules(annotation, value)
     if typing.get_origin(annotation) is not dict or not isinstance(value, dict):
         return None
     entry = typing.get_args(annotation)[1]
     valid = {key: _valid(entry, item) for key, item in value.items()}
     return {key: item for key, item in valid.items() if item is not None}
+
+
+def _valid_rules(model: type[Rules], value: dict) -> Rules:
+    """The stand-down rules that validate on their own, so that one bad rule does not hide the
+    others."""
+    fields, extra = {}, {}
+    for key, item in value.items():
+        if key in model.model_fields:
+            fields[key] = _valid(model.model_fields[key].annotation, item)
+        else:
+            ok = _valid(model.extra_model(), item)
+            if ok is not None:
+                extra[key] = ok
+    made = model.model_construct(**{k: v for k, v in fields.items()})
+    object.__setattr__(made, "__pydantic_extra__", extra)
+    return made
 
 
 def _resolve(root: Node, loc: tuple) -> tuple[list, Node | None]:
@@ -187,11 +221,16 @@ def _report(err: dict, path: list, node: Node | None, root: MapNode, source: Sou
             field, parent = str(err["loc"][-1]), path
         span = _key_span(root, parent, source) if parent else source.whole_file()
         what = f"section `{field}`" if not parent else f"`{field}` in {_where(parent)}"
-        diags.add("E0302", f"missing {what}", span, help=_MISSING_HELP.get(field))
+        help = _MISSING_HELP.get(field) if field not in ("mu", "sigma") or \
+            parent == ["signal"] else None
+        diags.add("E0302", f"missing {what}", span, help=help)
         return
     if kind == "extra_forbidden":
         field = path[-1] if path else err["loc"][-1]
-        allowed = _fields_at(err["loc"][:-1])
+        if _not_available(err, path, root, source, diags) or \
+                _other_owner(err, path, root, source, diags):
+            return
+        allowed = _fields_at(err.get("raw_loc", err["loc"])[:-1])
         where = "unknown section" if len(path) == 1 else f"unknown key in {_where(path[:-1])}:"
         help = suggestion(str(field), allowed) or \
             (f"the keys here are {_list(allowed)}" if allowed else None)
@@ -202,6 +241,13 @@ def _report(err: dict, path: list, node: Node | None, root: MapNode, source: Sou
         diags.add("E0301", f"{where} `{field}`", _key_span(root, path, source), help=help)
         return
     span = node.span if node is not None else _key_span(root, path, source)
+    if kind in ("union_tag_invalid", "literal_error") and isinstance(given, str) or \
+            kind == "union_tag_invalid":
+        tag = ctx.get("tag", given)
+        where = tuple(path) if kind == "literal_error" else \
+            tuple(path) + (str(ctx.get("discriminator", "")).strip("'"),)
+        if _unknown_choice(where, tag, ctx, span, root, source, diags):
+            return
     code, message, help = _message(kind, err, given, ctx)
     if kind == "string_type" and isinstance(node, ScalarNode) and node.raw:
         help = _TEXT_HELP.get(path[-1]) or f"quote it (`\"{node.raw}\"`) to make it text"
@@ -264,6 +310,10 @@ def _fields_at(loc: tuple) -> list[str]:
     """The keys allowed at a location, by walking the model classes."""
     tp: object = PolicySpec
     for part in loc:
+        member = _member(tp, part)
+        if member is not None:      # a union tag in the location: step into that member
+            tp = member
+            continue
         tp = _unwrap(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             field = _field(tp, part)
@@ -278,6 +328,28 @@ def _fields_at(loc: tuple) -> list[str]:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return [f.alias or n for n, f in tp.model_fields.items()]
     return []
+
+
+def _member(tp, tag):
+    """The member of the discriminated union `tp` that `tag` selects, or None."""
+    members = _members(tp)
+    if len(members) < 2:
+        return None
+    for m in members:
+        for key in ("method", "algo"):
+            f = m.model_fields.get(key)
+            if f is not None and typing.get_args(f.annotation) == (tag,):
+                return m
+    return None
+
+
+def _members(tp) -> list:
+    """The models of a (possibly optional, annotated) union."""
+    if typing.get_origin(tp) is typing.Annotated:
+        return _members(typing.get_args(tp)[0])
+    if typing.get_origin(tp) in (typing.Union, pytypes.UnionType):
+        return [m for a in typing.get_args(tp) for m in _members(a)]
+    return [tp] if isinstance(tp, type) and issubclass(tp, BaseModel) else []
 
 
 def _field(model: type[BaseModel], name):
@@ -332,3 +404,92 @@ _MISSING_HELP = {
     "sigma": "the predictive standard deviation of that return",
     "action": "add e.g. `action: halt` (`exclude`, `halt`, `flatten` or `reduce(50%)`)",
 }
+
+
+_SECTION_WORD = {"sizing": "sizing method", "portfolio": "portfolio method",
+                 "execution": "execution algorithm"}
+
+
+def _unknown_choice(where: tuple, tag, ctx: dict, span: Span, root: MapNode,
+                    source: SourceFile, diags: Diagnostics) -> bool:
+    """An unknown method or algorithm: say whether it is planned, and what to use."""
+    if not where or where[0] not in _SECTION_WORD:
+        return False
+    registry = {"sizing": reg.SIZING, "portfolio": reg.PORTFOLIO,
+                "execution": reg.EXECUTION}[where[0]]
+    if isinstance(tag, str) and where + (tag,) in reg.NOT_AVAILABLE:
+        diags.add("E0306", f"the {_SECTION_WORD[where[0]]} `{tag}` is not available",
+                  _tag_span(root, where, span), help=reg.NOT_AVAILABLE[where + (tag,)])
+        return True
+    names = registry.names()
+    if not isinstance(tag, str):
+        return False
+    best = suggestion(tag, names)
+    diags.add("E0305", f"`{tag}` is not a {_SECTION_WORD[where[0]]}",
+              _tag_span(root, where, span),
+              help=best or "choose one of " + ", ".join(f"`{n}`" for n in names))
+    return True
+
+
+def _tag_span(root: MapNode, where: tuple, default: Span) -> Span:
+    node = root
+    for part in where:
+        node = node.get(part) if isinstance(node, MapNode) else None
+    return node.span if node is not None else default
+
+
+def _clean(err: dict, path: list) -> tuple:
+    """The location without union tags: the keys as the author wrote them."""
+    return tuple(p for p in err["loc"] if p in path or isinstance(p, int))
+
+
+def _not_available(err: dict, path: list, root, source, diags) -> bool:
+    where = tuple(str(p) for p in path)
+    if where not in reg.NOT_AVAILABLE:
+        return False
+    diags.add("E0306", f"`{where[-1]}` is not available", _key_span(root, path, source),
+              help=reg.NOT_AVAILABLE[where])
+    return True
+
+
+def _other_owner(err: dict, path: list, root, source, diags) -> bool:
+    """A setting of another method (or rule) than the one chosen: name the ones it belongs to."""
+    if len(path) < 2 or path[0] not in ("sizing", "execution", "stand_down"):
+        return False
+    key = str(path[-1])
+    if path[0] == "stand_down":
+        name = str(path[1])
+        builtin = name in reg.DETECTORS and name != "when"
+        owners = [c.name for c in reg.DETECTORS if c.name != "when" and
+                  key in c.settings.model_fields]
+        if builtin:
+            mine = [k for k in reg.DETECTORS[name].settings.model_fields]
+            help = ("its settings are " + ", ".join(f"`{k}`" for k in mine) +
+                    ("; to write your own condition, give the rule another name"
+                     if key == "when" else ""))
+            message = f"`{key}` is not a setting of the built-in rule `{name}`"
+        else:
+            message = f"`{key}` is not a setting of rule `{name}`, which is a `when` rule"
+            help = (f"`{key}` belongs to the built-in rule " +
+                    ", ".join(f"`{o}`" for o in owners)) if owners else \
+                "a rule that is not built in takes `when`, `action` and `cooldown`"
+        diags.add("E0301", message, _key_span(root, path, source), help=help)
+        return True
+    chosen = err.get("tag")
+    if chosen is None or len(path) != 2:
+        return False
+    registry = _UNIONS[path[0]]
+    owners = [c.name for c in registry if c.name != chosen and key in _aliases(c.settings)]
+    if not owners:
+        return False
+    word = _SECTION_WORD[path[0]]
+    diags.add("E0301", f"`{key}` is not a setting of the {word} `{chosen}`",
+              _key_span(root, path, source),
+              help=f"`{key}` belongs to " + ", ".join(f"`{o}`" for o in owners) +
+              f"; the settings of `{chosen}` are " +
+              ", ".join(f"`{k}`" for k in _aliases(registry[chosen].settings)))
+    return True
+
+
+def _aliases(model) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items() if n not in ("method", "algo")]

@@ -21,7 +21,7 @@ from crowe.compiler.program import ParamSpec, to_ir
 from crowe.compiler.step import StepBuilder, Universe
 from crowe.dsl.check import CheckedPolicy
 
-from . import market as mk
+from crowe.stdlib import market as mk
 
 jax.config.update("jax_enable_x64", True)
 
@@ -93,7 +93,9 @@ class Engine:
         """One simulated bar: fill the previous orders on this bar, then decide."""
         fills = mk.execute(self.cfg, mk.Orders(carry["qty"], carry["limit"]), bar["open"],
                            bar["high"], bar["low"], bar["close"], bar["volume"], bar["valid"],
-                           carry["adv"], carry["vol"])
+                           carry["adv"], carry["vol"],
+                           mk.Book(carry["state"]["cash"], carry["state"]["positions"]),
+                           carry["state"]["last_close"])
         cost = fills.commission + fills.spread + fills.impact
         full = dict(bar, fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost)
         state, d = self.step(params, carry["state"], full)

@@ -1,69 +1,38 @@
-"""Risk overlays on target weights, applied in a fixed order by the compiled step.
-
-Each function returns the new weights and a boolean mask of the instruments whose weight it
-changed (the step turns that into reason flags). Order in the step:
-
-1. compliance: restricted symbols at 0, shorts removed where not allowed or not located;
-2. ``position_cap``: |w_i| <= cap;
-3. ``sector_cap``: the gross of each sector <= cap, by scaling its members;
-4. ``net_cap``: |sum w| <= cap, by scaling down the side that is too large;
-5. ``gross_cap``: sum |w| <= cap, by scaling the whole book;
-6. ``tail_cap``: historical VaR or ES of the book over the window <= limit, by scaling the book
-   (both are positively homogeneous, so the scaled book meets the limit exactly).
-
-Later steps never undo earlier ones: every step only shrinks weights toward zero.
-"""
+"""Shared arithmetic of the risk overlays."""
 from __future__ import annotations
 
 import math
 
-import jax
-import jax.numpy as jnp
+from crowe.stdlib._jax import jnp, lax
 
 TOL = 1e-12
 
 
-def _changed(before, after):
+def changed(before, after):
     return jnp.abs(after - before) > TOL * jnp.maximum(jnp.abs(before), 1.0)
 
 
-def position_cap(w, cap):
-    out = jnp.clip(w, -cap, cap)
-    return out, _changed(w, out)
+def split(inputs):
+    """(free weights, locked weights, locked mask)."""
+    locked = inputs["locked"]
+    return jnp.where(locked, 0.0, inputs["w"]), jnp.where(locked, inputs["w_cur"], 0.0), locked
 
 
-def sector_cap(w, sector_ids, n_sectors: int, cap):
-    gross = jax.ops.segment_sum(jnp.abs(w), sector_ids, num_segments=n_sectors)
-    scale = jnp.where(gross > cap, cap / jnp.maximum(gross, TOL), 1.0)
-    out = w * scale[sector_ids]
-    return out, _changed(w, out)
+def shrink(room, used):
+    """The factor in [0, 1] that brings `used` within `room` (1 when it is already)."""
+    return jnp.clip(jnp.where(used > room, room / jnp.maximum(used, TOL), 1.0), 0.0, 1.0)
 
 
-def net_cap(w, cap):
-    longs = jnp.where(w > 0, w, 0.0).sum()
-    shorts = jnp.where(w < 0, w, 0.0).sum()
-    net = longs + shorts
-    long_scale = jnp.where(net > cap, (cap - shorts) / jnp.maximum(longs, TOL), 1.0)
-    short_scale = jnp.where(net < -cap, (-cap - longs) / jnp.minimum(shorts, -TOL), 1.0)
-    out = jnp.where(w > 0, w * long_scale, w * short_scale)
-    return out, _changed(w, out)
-
-
-def gross_cap(w, cap):
-    gross = jnp.abs(w).sum()
-    out = w * jnp.where(gross > cap, cap / jnp.maximum(gross, TOL), 1.0)
-    return out, _changed(w, out)
-
-
-def tail_loss(w, history, age, complete, window, confidence, es: bool):
-    """Historical VaR (or ES) of the book: the loss not exceeded with the given confidence,
-    over the last ``window`` one-bar returns of the instruments (NaN when the window is not
-    complete for a held instrument). ``history`` holds 0 for missing returns; ``complete`` [N]
-    says which instruments have ``window`` returns without a gap."""
+def tail_loss(w, history, window: int, confidence: float, es: bool):
+    """Historical VaR (or ES) of the book ``w``: the loss not exceeded with the given confidence
+    over the last ``window`` one-bar returns (NaN when a held instrument's window is not
+    complete). ``history`` is the step's ``(rows, age, last_bad, pos)``: rows hold 0 for missing
+    returns."""
+    rows, age, last_bad, pos = history
+    complete = last_bad <= pos - window
     incomplete = jnp.any((w != 0) & ~complete)
-    pnl = history @ w
-    losses = jnp.where(age < window, -pnl, -jnp.inf)
-    k = min(max(math.ceil((1.0 - confidence) * window), 1), history.shape[0])
+    losses = jnp.where(age < window, -(rows @ w), -jnp.inf)
+    k = min(max(math.ceil((1.0 - confidence) * window), 1), rows.shape[0])
     top = _largest(losses, k)                  # the k largest losses, largest first
     value = top.sum() / k if es else top[k - 1]
     return jnp.where(incomplete, jnp.nan, jnp.maximum(value, 0.0))
@@ -71,8 +40,7 @@ def tail_loss(w, history, age, complete, window, confidence, es: bool):
 
 def _largest(x, k: int):
     """The k largest values of x, largest first (ties kept), for a small static k: k passes of
-    max, O(k W), where a sort of W values costs far more on CPU (XLA's sort calls its comparator
-    per comparison)."""
+    max, O(k W), where a sort of W values costs far more on CPU."""
     if k > 16:
         return jnp.sort(x)[::-1][:k]
     out = []
@@ -84,11 +52,15 @@ def _largest(x, k: int):
     return jnp.stack(out)
 
 
-def tail_cap(w, history, age, complete, window, confidence, limit, es: bool):
-    """Scale the book so that its VaR (or ES) is at most ``limit``; a book whose tail loss
-    cannot be estimated is not allowed (scaled to 0: fail closed)."""
-    loss = tail_loss(w, history, age, complete, window, confidence, es)
-    scale = jnp.where(jnp.isfinite(loss), jnp.where(loss > limit, limit / jnp.maximum(loss, TOL),
-                                                    1.0), 0.0)
-    out = w * scale
-    return out, _changed(w, out), loss
+def largest_scale(loss_of, limit, steps: int = 30):
+    """The largest s in [0, 1] with loss_of(s) <= limit, by bisection (the loss of a locked
+    part plus s times the rest is not homogeneous in s). 0 when even s = 0 breaches or the loss
+    cannot be estimated."""
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = (lo + hi) / 2
+        ok = loss_of(mid) <= limit
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+    lo, _ = lax.fori_loop(0, steps, body, (jnp.asarray(0.0), jnp.asarray(1.0)))
+    full = loss_of(1.0)
+    return jnp.where(full <= limit, 1.0, jnp.where(loss_of(0.0) <= limit, lo, 0.0))

@@ -35,7 +35,7 @@ BASE = {
     "universe": {"symbols": ["AAA", "BBB", "CCC"], "bar": "1d"},
     "features": {"r1": "ret(close, 1)"},
     "signal": {"horizon": "1d", "mu": "r1", "sigma": "0.01 + 0 * r1"},
-    "sizing": {"method": "equal", "budget": 1.0, "vol_window": 2},
+    "sizing": {"method": "equal", "budget": 1.0},
     "risk": {"gross_max": 1.0, "position_max": 1.0},
     "execution": {"algo": "market", "participation_cap": 1.0},
     "stand_down": {"data_gap": {"max_missing": 0.99, "action": "halt"}},

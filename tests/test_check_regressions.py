@@ -29,7 +29,7 @@ risk:
   net_max: 50%
   position_max: 5%
   drawdown: {from_peak: {max: 10%, action: halt}}
-execution: {algo: twap}
+execution: {algo: market}
 stand_down:
   data_gap: {max_missing: 5%, action: halt}
 compliance:

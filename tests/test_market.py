@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from crowe.runtime import market
-from crowe.runtime.market import (Book, Fills, MarketConfig, Orders, accrue_borrow, apply_fills,
+from crowe.stdlib import market
+from crowe.stdlib.market import (Book, Fills, MarketConfig, Orders, accrue_borrow, apply_fills,
                                   equity, execute, mark_price)
 
 NAN = float("nan")

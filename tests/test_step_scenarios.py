@@ -39,7 +39,8 @@ def flat_market():
     policy = simkit.policy_dict(
         features={"r1": "ret(close, 1)", "dv": "delta(volume, 1)"},
         signal={"horizon": "1d", "mu": "1% * sign(dv)", "sigma": "1%"},
-        sizing={"method": "equal", "budget": 1.0, "vol_window": 60},
+        gates={"known": "stdev(r1, 60) >= 0"},
+        sizing={"method": "equal", "budget": 1.0},
         execution={"algo": "market", "participation_cap": 1.0,
                    "costs": {"borrow": "5%", "impact": 0.5}})
     sim = simkit.Sim.of(policy, panel.symbols, CASH)
@@ -119,10 +120,9 @@ def test_shorting_not_allowed_never_shorts():
     assert np.all(out["positions"] >= 0) and np.all(out["order_qty"][out["positions"] == 0] >= 0)
 
 
-# -- drawdown: a crash, flat on the next bar, out through the cooldown ---------------------------
+# -- drawdown: a crash, flat on the next bar, out for good (or through the cooldown) --------------
 
-@pytest.fixture(scope="module")
-def crash():
+def _crash(limit: dict):
     """Long-only on a market that drifts up and then loses 30% at the close of bar 40."""
     rng = np.random.default_rng(3)
     T, N, k = 70, 3, 40
@@ -132,25 +132,42 @@ def crash():
     panel = simkit.make_panel(close, open=open, volume=np.full((T, N), 1e8))
     policy = simkit.policy_dict(
         signal={"horizon": "1d", "mu": "1% + 0 * r1", "sigma": "1%"},
-        risk={"gross_max": 1.0, "position_max": 1.0,
-              "drawdown": {"from_peak": {"max": "10%", "action": "flatten", "cooldown": "5d"}}})
+        risk={"gross_max": 1.0, "position_max": 1.0, "drawdown": {"from_peak": limit}})
     sim = simkit.Sim.of(policy, panel.symbols, CASH)
     return sim.engine, k, sim.run(panel)
 
 
+@pytest.fixture(scope="module")
+def crash():
+    return _crash({"max": "10%", "action": "flatten", "cooldown": "5d"})
+
+
 def test_drawdown_limit_flattens_on_the_next_bar_and_stays_out(crash):
+    """The limit is measured from the true peak: once breached, a flat book cannot recover, so
+    the policy stays out for the rest of the run, cooldown or not."""
     engine, k, out = crash
     held = np.abs(out["positions"]).sum(1) > 0
     assert held[k] and held[k - 10:k].all()
     assert 1 - out["equity"][k] / out["equity"][:k + 1].max() >= 0.10
     ts = out["trading_state"]
+    assert np.all(ts[:k] == ACTIVE) and np.all(ts[k:] == FLATTENING)
+    np.testing.assert_array_equal(out["order_qty"][k], -out["positions"][k])
+    assert not held[k + 1:].any()                      # flat from the next bar, for good
+    assert not out["order_qty"][k + 1:].any() and not out["weights"][k:].any()
+    assert np.all(out["portfolio_reasons"][k:] & simkit.flag(engine, "limit:from_peak"))
+    peak = np.maximum.accumulate(out["equity"])
+    assert (1 - out["equity"] / peak)[ts == ACTIVE].max() < 0.10
+
+
+def test_drawdown_limit_reset_after_cooldown_trades_again():
+    engine, k, out = _crash({"max": "10%", "action": "flatten", "cooldown": "5d",
+                             "reset_peak_after_cooldown": True})
+    held = np.abs(out["positions"]).sum(1) > 0
+    ts = out["trading_state"]
     assert np.all(ts[:k] == ACTIVE) and np.all(ts[k:k + 6] == FLATTENING)   # the bar + 5
     assert ts[k + 6] == ACTIVE
-    np.testing.assert_array_equal(out["order_qty"][k], -out["positions"][k])
     assert not held[k + 1:k + 7].any()                 # flat from the next bar through the cooldown
-    assert not out["order_qty"][k + 1:k + 6].any() and not out["weights"][k:k + 6].any()
     assert held[k + 7:].all(), "trading resumes after the cooldown"
-    assert np.all(out["portfolio_reasons"][k:k + 6] & simkit.flag(engine, "limit:from_peak"))
 
 
 # -- halted and flattening ------------------------------------------------------------------------
@@ -210,7 +227,7 @@ def test_participation_cap_of_ten_percent():
     volume = rng.uniform(2e3, 3e4, (T, N)).round()
     panel = simkit.ohlc_panel(rng, simkit.random_walk(rng, T, N, vol=0.03), volume=volume)
     policy = simkit.policy_dict(signal={"horizon": "1d", "mu": "r1", "sigma": "1%"},
-                                execution={"algo": "pov", "participation_cap": "10%"})
+                                execution={"algo": "market", "participation_cap": "10%"})
     out = simkit.Sim.of(policy, panel.symbols, CASH).run(panel)
     fill, vol = np.abs(out["fill_qty"]), panel.volume
     assert np.all(fill <= 0.1 * vol)
@@ -244,7 +261,7 @@ def test_invalid_bars_never_get_an_order_or_a_fill():
         with np.errstate(invalid="ignore"):
             bad |= ~np.isfinite(arrays[k]) | (arrays[k] <= 0 if k != "volume" else arrays[k] < 0)
     policy = simkit.policy_dict(signal={"horizon": "1d", "mu": "-r1", "sigma": "1%"},
-                                execution={"algo": "market", "participation_cap": 1.0,
+                                execution={"algo": "limit", "participation_cap": 1.0,
                                            "limit_offset": "5bps"})
     sim = simkit.Sim.of(policy, panel.symbols, CASH)
     out = sim.run(panel)
@@ -266,7 +283,7 @@ def test_position_gross_and_net_caps_hold_on_every_bar():
     panel = simkit.ohlc_panel(rng, simkit.random_walk(rng, T, N, vol=0.02, drift=0.002))
     policy = simkit.policy_dict(
         signal={"horizon": "1d", "mu": "r1", "sigma": "1%"},
-        sizing={"method": "kelly_tempered", "lambda": 0.5, "vol_window": 2},
+        sizing={"method": "kelly_tempered", "lambda": 0.5},
         risk={"gross_max": 1.5, "net_max": "30%", "position_max": "40%"})
     sim = simkit.Sim.of(policy, panel.symbols, CASH)
     out = sim.run(panel)
@@ -288,7 +305,10 @@ def timing():
     T, N = 60, 3
     close = simkit.random_walk(rng, T, N, vol=0.03)
     panel = simkit.ohlc_panel(rng, close, volume=np.full((T, N), 1e8))
-    policy = simkit.policy_dict(signal={"horizon": "1d", "mu": "r1", "sigma": "1%"})
+    # a gross cap with room for the moves from the close to the next open, so that no fill is
+    # cut to keep the book within it
+    policy = simkit.policy_dict(signal={"horizon": "1d", "mu": "r1", "sigma": "1%"},
+                                risk={"gross_max": 2.0, "position_max": 1.0})
     sim = simkit.Sim.of(policy, panel.symbols, CASH)
     return sim, panel, sim.run(panel)
 

@@ -61,3 +61,28 @@ def lookback(roots: dict, defaults: dict | None = None) -> Lookback:
     tops = [per[n] for n in flat(roots)]
     return Lookback(per, buffers, max((t[0] for t in tops), default=0),
                     max((t[1] for t in tops), default=0), windows)
+
+
+def warmup_at(roots: dict, window_of, maximum=max):
+    """The warm-up with windows valued by `window_of(node)` (a number, or a traced value inside
+    the step, so that a run's warm-up follows the parameters it actually uses)."""
+    per: dict[ir.Node, object] = {}
+
+    def extra(node):
+        if isinstance(node, (ir.Lag, ir.Turbulence)):
+            return window_of(node.n)
+        if isinstance(node, (ir.Rolling, ir.Ema)):
+            return window_of(node.n) - 1
+        if isinstance(node, ir.History):
+            return node.n_max - 1
+        return 0
+
+    for node in ir.topo_order(flat(roots)):
+        base = 0
+        for c in node.children():
+            base = maximum(base, per[c])
+        per[node] = base + extra(node)
+    out = 0
+    for n in flat(roots):
+        out = maximum(out, per[n])
+    return out

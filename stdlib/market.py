@@ -27,7 +27,9 @@ jax.config.update("jax_enable_x64", True)
 
 BPS = 1e-4
 PRICE_CONVENTIONS = ("open", "vwap")
-_NON_NEGATIVE = ("commission_bps", "half_spread_bps", "impact_coef", "borrow_bps_annual")
+_NON_NEGATIVE = ("commission_bps", "half_spread_bps", "impact_coef", "borrow_bps_annual",
+                 "financing_bps_annual")
+_CAPS = ("gross_max", "net_max", "position_max")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class MarketConfig:
       carry_remainder: carry the unfilled part of an order to the next bar (True) or cancel it.
       borrow_bps_annual: annual borrow fee on the market value of short positions, in basis points.
       bars_per_year: bars in one year, to turn the annual borrow fee into a per-bar one.
+      financing_bps_annual: annual rate charged on negative cash, in basis points.
+      gross_max, net_max, position_max: caps that bind the book at every fill (see
+        `bound_fills`), as fractions of equity; None for no cap.
 
     Raises:
       ValueError: for an unknown price convention or a negative, non-finite or out-of-range number.
@@ -58,6 +63,10 @@ class MarketConfig:
     carry_remainder: bool = False
     borrow_bps_annual: float = 50.0
     bars_per_year: float = 252.0
+    financing_bps_annual: float = 0.0
+    gross_max: float | None = None
+    net_max: float | None = None
+    position_max: float | None = None
 
     def __post_init__(self):
         if self.price not in PRICE_CONVENTIONS:
@@ -69,6 +78,10 @@ class MarketConfig:
             raise ValueError(f"participation_cap must be in (0, 1], got {self.participation_cap!r}")
         if not _is_real(self.bars_per_year) or self.bars_per_year <= 0:
             raise ValueError(f"bars_per_year must be a finite number > 0, got {self.bars_per_year!r}")
+        for name in _CAPS:
+            v = getattr(self, name)
+            if v is not None and (not _is_real(v) or v < 0):
+                raise ValueError(f"{name} must be None or a finite number >= 0, got {v!r}")
         if not isinstance(self.carry_remainder, bool):
             raise ValueError(f"carry_remainder must be a bool, got {self.carry_remainder!r}")
 
@@ -106,7 +119,7 @@ class Book(NamedTuple):
 
 
 def execute(cfg: MarketConfig, orders: Orders, open, high, low, close, volume, valid, adv,
-            vol) -> Fills:
+            vol, book: Book | None = None, mark=None) -> Fills:
     """Fills orders against the execution bar (bar t+1 for orders decided at the close of t).
 
     Reference price ``p_ref`` is the bar's ``open`` (``cfg.price == "open"``) or the proxy
@@ -134,6 +147,8 @@ def execute(cfg: MarketConfig, orders: Orders, open, high, low, close, volume, v
       open, high, low, close, volume, valid: the execution bar, ``[N]`` each.
       adv: average daily volume in shares, estimated from past bars, ``[N]``.
       vol: per-bar return volatility, estimated from past bars, ``[N]``.
+      book, mark: the book before the fills and the last valid close of each instrument; with
+        them, the caps of ``cfg`` bind the book after the fills (`bound_fills`).
 
     Returns:
       The `Fills`.
@@ -155,11 +170,68 @@ def execute(cfg: MarketConfig, orders: Orders, open, high, low, close, volume, v
     cap = jnp.floor(cfg.participation_cap * jnp.where(valid_bar, volume, 0.0))   # whole shares
     fills_here = valid_bar & has_estimate & trades & (qty != 0)
     filled = jnp.where(fills_here, jnp.sign(qty) * jnp.minimum(jnp.abs(qty), cap), 0.0)
+    adv_ = jnp.where(has_estimate, adv, 1.0)
+    vol_ = jnp.where(has_estimate, vol, 0.0)
+    if book is not None and any(getattr(cfg, c) is not None for c in _CAPS):
+        value_at = jnp.where(filled != 0, price, jnp.where(valid_bar, _reference(cfg, open, high,
+                                                                                  low, close),
+                                                          mark))
+        spent = sum(_costs(cfg, filled, jnp.where(filled != 0, price, 0.0), adv_, vol_))
+        filled = bound_fills(cfg, book, filled, value_at, jnp.sum(spent))
     price = jnp.where(filled != 0, price, 0.0)
-    costs = _costs(cfg, filled, price, jnp.where(has_estimate, adv, 1.0),
-                   jnp.where(has_estimate, vol, 0.0))
+    costs = _costs(cfg, filled, price, adv_, vol_)
     remaining = qty - filled if cfg.carry_remainder else jnp.zeros_like(qty)
     return Fills(filled, price, *costs, remaining)
+
+
+def bound_fills(cfg: MarketConfig, book: Book, filled, price, costs):
+    """Shrink the fills that add exposure so that the book after them meets the caps, valued at
+    the fill prices (``price``: the fill price, or the mark of an instrument that does not
+    trade) with the equity after the fills' costs::
+
+      |q_i'| p_i <= position_max * E'        sum |q_i'| p_i <= gross_max * E'
+      |sum q_i' p_i| <= net_max * E'         E' = cash + sum q_i p_i - costs
+
+    where ``q' = q + f`` are the positions after the fills. A fill that only reduces a position
+    is never shrunk; the part of a fill that adds exposure is scaled, in whole shares toward
+    zero. A position above a cap before the fill (moved there by prices) is not forced down here:
+    the step's next orders do that.
+
+    >>> cfg = MarketConfig(gross_max=1.0)
+    >>> book = Book(jnp.float64(1000.0), jnp.array([0.0, 0.0]))
+    >>> bound_fills(cfg, book, jnp.array([8.0, 6.0]), jnp.array([100.0, 100.0]), 0.0).tolist()
+    [5.0, 4.0]
+    """
+    pos = book.positions
+    held = pos != 0
+    p = jnp.where(jnp.isfinite(price) & (price > 0), price, 0.0)
+    E = book.cash + jnp.sum(jnp.where(held, pos * p, 0.0)) - costs
+    new = pos + filled
+    same = jnp.sign(new) == jnp.sign(pos)
+    kept = jnp.where(same, jnp.sign(pos) * jnp.minimum(jnp.abs(pos), jnp.abs(new)), 0.0)
+    add = new - kept                                  # the part of each fill adding exposure
+    if cfg.position_max is not None:
+        most = jnp.floor(cfg.position_max * jnp.maximum(E, 0.0) / jnp.where(p > 0, p, 1.0))
+        room = jnp.maximum(most - jnp.abs(kept), 0.0)
+        add = jnp.sign(add) * jnp.minimum(jnp.abs(add), jnp.where(p > 0, room, 0.0))
+    if cfg.gross_max is not None:
+        room = cfg.gross_max * E - jnp.sum(jnp.abs(kept) * p)
+        add = add * _shrink(room, jnp.sum(jnp.abs(add) * p))
+    if cfg.net_max is not None:
+        base = jnp.sum(kept * p)
+        up, down = jnp.where(add > 0, add, 0.0), jnp.where(add < 0, add, 0.0)
+        s_up = _shrink(cfg.net_max * E - base - jnp.sum(down * p), jnp.sum(up * p))
+        s_down = _shrink(cfg.net_max * E + base + jnp.sum(up * p), -jnp.sum(down * p))
+        add = jnp.where(add > 0, add * s_up, add * s_down)
+    return kept + jnp.trunc(add) - pos
+
+
+def _shrink(room, used):
+    return jnp.clip(jnp.where(used > room, room / jnp.maximum(used, 1e-300), 1.0), 0.0, 1.0)
+
+
+def _reference(cfg, open, high, low, close):
+    return open if cfg.price == "open" else (high + low + close) / 3.0
 
 
 def _positive(x):
@@ -173,7 +245,7 @@ def _bar_ok(open, high, low, close, volume, valid):
 
 
 def _fill_price(cfg, limit, qty, open, high, low, close):
-    ref = open if cfg.price == "open" else (high + low + close) / 3.0
+    ref = _reference(cfg, open, high, low, close)
     buy = qty > 0
     market = jnp.isnan(limit)
     trades = market | jnp.where(buy, low <= limit, high >= limit)
@@ -242,6 +314,19 @@ def accrue_borrow(cfg: MarketConfig, book: Book, close, last_valid_close=None,
     short = (book.positions < 0) & jnp.isfinite(mark)
     value = jnp.sum(jnp.where(short, -book.positions * mark, 0.0))
     cost = (cfg.borrow_bps_annual * BPS / cfg.bars_per_year) * value
+    return Book(book.cash - cost, book.positions), cost
+
+
+def accrue_financing(cfg: MarketConfig, book: Book) -> tuple[Book, jax.Array]:
+    """Charges one bar of financing on negative cash: ``financing_bps_annual * 1e-4 /
+    bars_per_year * max(-cash, 0)``.
+
+    >>> book, cost = accrue_financing(MarketConfig(financing_bps_annual=500, bars_per_year=250),
+    ...                               Book(jnp.float64(-1000.0), jnp.zeros(1)))
+    >>> round(float(cost), 10), round(float(book.cash), 10)
+    (0.2, -1000.2)
+    """
+    cost = (cfg.financing_bps_annual * BPS / cfg.bars_per_year) * jnp.maximum(-book.cash, 0.0)
     return Book(book.cash - cost, book.positions), cost
 
 

@@ -1,0 +1,65 @@
+"""The registries of the standard library: one per slot, in the order the step applies them.
+
+Adding a component is one file in its slot's folder plus one line here. The schema
+(`crowe.dsl.schema`), the checker and the compiled step all read these registries.
+"""
+from __future__ import annotations
+
+from .component import Registry
+from .detectors import condition, data_gap, loss_streak, vol_spike
+from .execution import limit, market, order_size, throttle
+from .limits import from_peak, intraday, trailing_stop
+from .overlays import gross_cap, net_cap, position_cap, sector_cap, tail_risk
+from .portfolio import mean_variance
+from .sizing import equal, inverse_vol, kelly_tempered, vol_target
+
+
+def _registry(slot: str, *components) -> Registry:
+    r = Registry(slot)
+    for c in components:
+        r.add(c)
+    return r
+
+
+SIZING = _registry("sizing", kelly_tempered.COMPONENT, vol_target.COMPONENT, equal.COMPONENT,
+                   inverse_vol.COMPONENT)
+PORTFOLIO = _registry("portfolio", mean_variance.COMPONENT)
+OVERLAYS = _registry("overlay", position_cap.COMPONENT, sector_cap.COMPONENT, net_cap.COMPONENT,
+                     gross_cap.COMPONENT, tail_risk.VAR, tail_risk.ES)
+LIMITS = _registry("limit", intraday.COMPONENT, from_peak.COMPONENT, trailing_stop.COMPONENT)
+DETECTORS = _registry("detector", data_gap.COMPONENT, vol_spike.COMPONENT,
+                      loss_streak.COMPONENT, condition.COMPONENT)
+EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT)
+ORDER_RULES = _registry("order_rule", order_size.SHARES, order_size.NOTIONAL, throttle.PER_BAR,
+                        throttle.PER_MINUTE)
+
+REGISTRIES = (SIZING, PORTFOLIO, OVERLAYS, LIMITS, DETECTORS, EXECUTION, ORDER_RULES)
+
+# Names a user may know from the documentation or other tools that have no component yet: the
+# checker refuses them with this advice (they are not in the schema).
+NOT_AVAILABLE = {
+    ("portfolio", "method", "hrp"): "use `method: mean_variance`, or a sizing method",
+    ("portfolio", "method", "risk_parity"): "use `sizing: {method: inverse_vol}` for a simple "
+                                            "risk-balanced book, or `method: mean_variance`",
+    ("execution", "algo", "twap"): "use `algo: market` or `algo: limit`",
+    ("execution", "algo", "vwap"): "use `algo: market` (with `price: vwap` to fill at the "
+                                   "bar's VWAP proxy) or `algo: limit`",
+    ("execution", "algo", "pov"): "use `algo: market`: the participation cap already bounds "
+                                  "each fill to a share of the bar's volume",
+    ("execution", "algo", "is"): "use `algo: market` or `algo: limit`",
+    ("execution", "algo", "limit_ladder"): "use `algo: limit` with a `limit_offset`",
+    ("execution", "remainder"): "the unfilled part of an order is cancelled, and the order is "
+                                "sent again toward the target at the next bar: remove it",
+    ("universe", "calendar"): "bars are taken as the data gives them, with days as UTC "
+                              "calendar days: remove it",
+    ("compliance", "wash_trade_prevention"): "the step sends at most one order per instrument "
+                                             "and bar, so it cannot trade with itself: remove it",
+    ("risk", "var", "method"): "VaR is historical (from the window's returns): remove it",
+    ("risk", "es", "method"): "ES is historical (from the window's returns): remove it",
+}
+
+
+def by_path() -> dict[tuple[str, ...], object]:
+    """Every component whose settings sit at a fixed path of the policy."""
+    return {c.path: c for r in REGISTRIES for c in r if "*" not in c.path and
+            c.slot not in ("sizing", "portfolio", "execution")}

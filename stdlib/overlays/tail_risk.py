@@ -1,0 +1,66 @@
+"""VaR and ES limits: the historical value at risk (or expected shortfall) of the book over the
+last ``window`` one-bar returns, at ``confidence``, is at most ``max``.
+
+VaR is the k-th largest loss of the book's one-bar P&L over the window, ES the mean of the k
+largest, with ``k = ceil((1 - confidence) * window)`` (Jorion, "Value at Risk", 3rd ed.,
+ch. 10). Both are positively homogeneous, so scaling the book by ``max / loss`` meets the limit
+exactly; with locked positions (which cannot be scaled) the largest feasible scale of the rest is
+found by bisection. A book whose tail loss cannot be estimated (a held instrument without a
+complete window) is not allowed: it is scaled to zero (fail closed).
+
+>>> import jax.numpy as jnp
+>>> rows = jnp.array([[-0.04], [0.01], [-0.02], [0.03]])
+>>> hist = (rows, jnp.arange(4), jnp.array([-1]), jnp.asarray(10))
+>>> t = make(Settings(confidence=0.75, window=4, max=0.01))
+>>> out, _, _ = t.update({"w": jnp.array([1.0]), "w_cur": jnp.zeros(1),
+...                       "locked": jnp.zeros(1, bool), "est": {"history": hist}}, (), None)
+>>> round(float(out["w"][0]), 6), round(float(out["tail_loss"]), 6)
+(0.25, 0.04)
+"""
+from __future__ import annotations
+
+from crowe.dsl.fields import Section, frac, window
+from crowe.stdlib._jax import jnp, lax
+from crowe.stdlib.component import Component, Need, stateless
+from crowe.stdlib.risk import TOL, changed, largest_scale, split, tail_loss
+
+
+Window = window("`window`")
+
+class Settings(Section):
+    confidence: frac(0.5, 1.0, lo_open=True, hi_open=True, what="confidence")
+    window: Window
+    max: frac(0.0, 1.0, lo_open=True, hi_open=True, what="limit")
+
+
+def _make(es: bool):
+    def make(s: Settings):
+        def update(inputs, ctx):
+            history = inputs["est"]["history"]
+            free, fixed, locked = split(inputs)
+            loss = lambda x: tail_loss(x, history, s.window, s.confidence, es)  # noqa: E731
+            whole = loss(free + fixed)
+
+            def homogeneous(_):
+                return jnp.where(jnp.isfinite(whole), jnp.where(
+                    whole > s.max, s.max / jnp.maximum(whole, TOL), 1.0), 0.0)
+
+            def searched(_):
+                return largest_scale(lambda k: jnp.nan_to_num(loss(fixed + k * free),
+                                                              nan=jnp.inf), s.max)
+
+            scale = lax.cond(jnp.any(locked & (fixed != 0)), searched, homogeneous, None)
+            out = jnp.where(locked, inputs["w"], free * scale)
+            return {"w": out, "tail_loss": whole}, {"tail_cap": changed(inputs["w"], out)}
+        return stateless(update)
+    return make
+
+
+def needs(s: Settings) -> tuple[Need, ...]:
+    return (Need("history", s.window),)
+
+
+VAR = Component("var", "overlay", ("risk", "var"), Settings, _make(False), __doc__,
+                needs=needs, reasons=("tail_cap",))
+ES = Component("es", "overlay", ("risk", "es"), Settings, _make(True), __doc__,
+               needs=needs, reasons=("tail_cap",))

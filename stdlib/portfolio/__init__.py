@@ -1,0 +1,2 @@
+"""Portfolio construction methods: target weights from the forecast and a covariance estimate,
+in place of a sizing method."""

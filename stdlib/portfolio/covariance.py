@@ -1,0 +1,67 @@
+"""Covariance estimators of one-bar returns over a trailing window.
+
+* ``ledoit_wolf``: Ledoit and Wolf (2004), "A well-conditioned estimator for large-dimensional
+  covariance matrices": the sample covariance shrunk toward a scaled identity with the
+  intensity that minimises the expected Frobenius loss (as scikit-learn's ``LedoitWolf``).
+* ``sample``: the sample covariance (``ddof = 1``).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from crowe.dsl.fields import Section, window
+from crowe.stdlib._jax import jnp
+
+EPS = 1e-12
+
+
+Window = window("`window`", least=2)
+
+class Covariance(Section):
+    estimator: Literal["ledoit_wolf", "sample"] = "ledoit_wolf"
+    window: Window = 126
+
+
+def ledoit_wolf(x, mask):
+    """Ledoit-Wolf (2004) shrinkage toward a scaled identity of the rows of ``x`` [T, N] where
+    ``mask`` [T] is true. Returns (covariance [N, N], shrinkage delta)."""
+    m = mask[:, None]
+    t = jnp.maximum(mask.sum(), 2).astype(jnp.float64)
+    mean = jnp.where(m, x, 0.0).sum(0) / t
+    xc = jnp.where(m, x - mean, 0.0)
+    s = xc.T @ xc / t
+    n = x.shape[1]
+    mu = jnp.trace(s) / n
+    d2 = jnp.sum((s - mu * jnp.eye(n)) ** 2) / n
+    fourth = jnp.sum(jnp.sum(xc * xc, axis=1) ** 2)
+    b2_bar = (fourth - t * jnp.sum(s * s)) / (t * t) / n
+    b2 = jnp.minimum(b2_bar, d2)
+    delta = jnp.where(d2 > EPS, b2 / jnp.maximum(d2, EPS), 1.0)
+    return delta * mu * jnp.eye(n) + (1.0 - delta) * s, delta
+
+
+def sample(x, mask):
+    """The sample covariance (ddof 1) of the rows of ``x`` where ``mask`` is true."""
+    m = mask[:, None]
+    t = jnp.maximum(mask.sum() - 1, 1)
+    xc = jnp.where(m, x - jnp.where(m, x, 0.0).sum(0) / jnp.maximum(mask.sum(), 1), 0.0)
+    return xc.T @ xc / t
+
+
+def estimate(settings: Covariance, history, usable):
+    """The covariance [N, N] of the instruments in ``usable`` over the window (identity rows and
+    columns for the others), from the step's return history ``(rows, age, last_bad, pos)``."""
+    rows, age, _, _ = history
+    x = jnp.where(usable[None, :], rows, 0.0)
+    in_window = age < settings.window
+    if settings.estimator == "ledoit_wolf":
+        cov, _ = ledoit_wolf(x, in_window)
+    else:
+        cov = sample(x, in_window)
+    return jnp.where(usable[:, None] & usable[None, :], cov, jnp.eye(x.shape[1]))
+
+
+def complete(settings: Covariance, history):
+    """Which instruments have a full window of returns without a gap."""
+    _, _, last_bad, pos = history
+    return last_bad <= pos - settings.window
