@@ -475,6 +475,14 @@ class Checker:
             self.diags.add("E0302", "missing section `sizing`", self.src.whole_file(),
                            help="add e.g. `sizing: {method: kelly_tempered, lambda: 0.3}`, or "
                            "a `portfolio` optimizer")
+        h = self.spec.signal.horizon if self.spec.signal is not None else None
+        if portfolio is None and h is not None and h.seconds is not None and \
+                h.bars(self.bar_seconds) not in (None, 1):
+            self.diags.add("E0306", "a `horizon` of more than one bar changes nothing without a "
+                           "portfolio optimizer",
+                           self.key_span("signal", "horizon"), help="the optimizer scales the "
+                           "covariance to the forecast's horizon; sizing methods read `mu` and "
+                           "`sigma` as they are: remove it (say the horizon in a comment)")
         sigma = _literal_number(self.parse("signal", "sigma")) if self.node("signal", "sigma") \
             else None
         if sigma is not None and sigma <= 0:
