@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +16,13 @@ import pytest
 from crowe.runtime.backtest import backtest
 from crowe.runtime.data import load_bars
 from crowe.runtime.paper import checkpoint as ck
-from crowe.runtime.paper.control import read_control, write_control
+from crowe.runtime.paper import commands
+from crowe.runtime.paper.control import read_control
 from crowe.runtime.paper.feed import ReplayFeed, StdinFeed
 from crowe.runtime.paper.journal import Journal, decision_digest, export, verify
 from crowe.runtime.paper.loop import Halted, PaperError, PaperRunner
-from paperkit.fixture import POLICY, SYMBOLS, engine, write_data
+from paperkit.fixture import (POLICY, SYMBOLS, THIN_CAP, THIN_POLICY, bars_to_flat_bound,
+                              check_flattening, engine, positions_by_bar, write_data)
 
 T = 40
 
@@ -215,28 +219,167 @@ def test_stale_feed_halts(files, eng, tmp_path):
     assert "stale feed" in read_control(state)["reason"]
 
 
-def test_kill_switch_halts_and_flattens_and_survives_restart(files, eng, tmp_path):
+# -- the kill switch: `crowe paper kill [--flatten]`, SIGUSR1/SIGUSR2, `resume` ---------------
+
+KILL, TK = 28, 60            # the kill takes effect on bar KILL of a TK-bar feed
+
+
+@pytest.fixture(scope="module")
+def thin(tmp_path_factory):
+    """The test policy trading at most 0.5% of each bar's volume, its engine and a longer feed."""
+    d = tmp_path_factory.mktemp("thin")
+    (d / "p.policy").write_text(THIN_POLICY)
+    write_data(d / "bars.parquet", TK)
+    return d, engine(d / "p.policy"), list(ReplayFeed(str(d / "bars.parquet"), SYMBOLS))
+
+
+def _bound(held, feed) -> int:
+    return bars_to_flat_bound(held, [b.arrays()["volume"] for b in feed[KILL:]], THIN_CAP)
+
+
+def _held(state, eng):
+    return np.asarray(ck.load(state, eng.init_carry())[0]["state"]["positions"])
+
+
+def test_kill_flatten_reaches_zero_and_stays_flat_until_resume(thin, tmp_path):
+    d, eng, feed = thin
+    state = tmp_path / "s"
+    PaperRunner(eng, state, "digest").run(feed[:KILL])
+    held = _held(state, eng)
+    assert np.count_nonzero(held) == len(SYMBOLS)
+    commands.kill(str(state), flatten=True, reason="")
+    PaperRunner(eng, state, "digest").run(feed[:50])               # a restart: KILL bars skipped
+    records = Journal(state).read()[0]
+    book = positions_by_bar(records)
+    np.testing.assert_array_equal(book[KILL - 1], held)
+    # the orders decided before the kill were cancelled on the bar it took effect
+    assert records[KILL]["cancelled"] == records[KILL - 1]["orders"] != []
+    assert not records[KILL]["fills"]
+    flat_at = check_flattening(records, KILL, _bound(held, feed))
+    # the participation cap left some orders partly filled, and the rest was sent again
+    partial = [(t, sym) for t in range(KILL, flat_at) for sym, qty, _ in records[t]["orders"]
+               for fsym, f, *_ in records[t + 1]["fills"] if fsym == sym and abs(f) < abs(qty)]
+    assert partial
+    assert not _held(state, eng).any()
+    st = json.loads((state / "status.json").read_text())
+    assert st["trading_state"] == "FLATTENING" and st["gross"] == 0.0
+    commands.resume(str(state))
+    PaperRunner(eng, state, "digest").run(feed)
+    after = Journal(state).read()[0][50:]
+    assert all(r["override"] == "ACTIVE" and r["trading_state"] != "FLATTENING" for r in after)
+    assert any(r["fills"] for r in after), "trading resumes"
+    assert verify(state).ok
+
+
+def test_kill_halts_with_the_book_unchanged_and_no_orders(files, eng, tmp_path):
     feed = list(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
     state = tmp_path / "s"
-    PaperRunner(eng, state, "digest").run(feed[:28])
-    positions = np.asarray(ck.load(state, eng.init_carry())[0]["state"]["positions"])
-    assert np.any(positions != 0)
-    write_control(state, "FLATTENING", "operator")
-    PaperRunner(eng, state, "digest").run(feed[:31])          # restart; 28 old bars skipped
-    recs = Journal(state).read()[0]
-    assert any(r["orders"] for r in recs[28:31])
-    for r in recs[28:31]:
-        assert r["trading_state"] == "FLATTENING"
-        for sym, qty, _ in r["orders"]:
-            held = positions[SYMBOLS.index(sym)]
-            assert np.sign(qty) == -np.sign(held) and abs(qty) <= abs(held) + 1e-9
-    write_control(state, "HALTED", "operator")
+    PaperRunner(eng, state, "digest").run(feed[:KILL])
+    held = _held(state, eng)
+    assert held.any()
+    commands.kill(str(state), flatten=False, reason="")
     PaperRunner(eng, state, "digest").run(feed[:35])
-    recs = Journal(state).read()[0]
-    assert all(r["trading_state"] == "HALTED" and not r["orders"] and not r["fills"]
-               for r in recs[31:35])
-    write_control(state, "ACTIVE", "")
+    records = Journal(state).read()[0]
+    assert records[KILL]["cancelled"] == records[KILL - 1]["orders"] != []
+    for r in records[KILL:35]:
+        assert r["trading_state"] == "HALTED" and not r["orders"] and not r["fills"]
+    book = positions_by_bar(records)
+    np.testing.assert_array_equal(book[KILL - 1:35], np.broadcast_to(held, (35 - KILL + 1, 4)))
+    np.testing.assert_array_equal(_held(state, eng), held)
+    commands.resume(str(state))
     PaperRunner(eng, state, "digest").run(feed)
-    recs = Journal(state).read()[0]
-    assert len(recs) == T and recs[-1]["trading_state"] != "HALTED"
+    records = Journal(state).read()[0]
+    assert len(records) == T and records[-1]["trading_state"] != "HALTED"
+    assert any(r["orders"] for r in records[35:])
+    assert verify(state).ok
+
+
+def test_signals_halt_and_flatten(thin, tmp_path):
+    """SIGUSR1 halts and SIGUSR2 flattens, from the bar after the signal."""
+    d, eng, feed = thin
+    state = tmp_path / "s"
+    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2)}
+
+    def operator(st):
+        if st["bars_processed"] == KILL - 4:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        if st["bars_processed"] == KILL:
+            os.kill(os.getpid(), signal.SIGUSR2)
+    try:
+        commands._install_signals(state)
+        PaperRunner(eng, state, "digest").run(feed, on_bar=operator)
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    records = Journal(state).read()[0]
+    book = positions_by_bar(records)
+    assert all(r["override"] == "HALTED" and not r["orders"] and not r["fills"]
+               for r in records[KILL - 4:KILL])
+    held = book[KILL - 1]
+    np.testing.assert_array_equal(held, book[KILL - 5])
+    assert held.any() and not records[KILL]["cancelled"]       # nothing was working under HALTED
+    check_flattening(records, KILL, _bound(held, feed))
+    assert "signal" in read_control(state)["reason"]
+
+
+@pytest.fixture(scope="module")
+def flattened(thin, tmp_path_factory):
+    """An uninterrupted run killed with --flatten after KILL bars, and its journal."""
+    d, eng, feed = thin
+    state = tmp_path_factory.mktemp("flat") / "s"
+
+    def operator(st):
+        if st["bars_processed"] == KILL:
+            commands.kill(str(state), flatten=True, reason="")
+    PaperRunner(eng, state, "digest").run(feed, on_bar=operator)
+    return state
+
+
+@pytest.mark.parametrize("phase,seq", [("after_journal", KILL), ("after_checkpoint", KILL + 1),
+                                       ("after_journal", KILL + 2)])
+def test_crash_while_flattening_resumes_to_the_same_flat_book(thin, flattened, tmp_path, phase,
+                                                              seq):
+    """SIGKILL on the bar the flatten takes effect, right after it, and in the middle of it."""
+    d, eng, feed = thin
+    _ENG["eng"] = eng
+    state = tmp_path / "s"
+    PaperRunner(eng, state, "digest").run(feed[:KILL])
+    commands.kill(str(state), flatten=True, reason="")
+    args = [sys.executable, "-m", "paperkit.fixture", str(d / "p.policy"), str(d / "bars.parquet"),
+            str(state), phase, str(seq)]
+    proc = subprocess.run(args, cwd=Path(__file__).parent, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    PaperRunner(eng, state, "digest").run(feed)
+    assert _journal_and_state(state)[:3] == _journal_and_state(flattened)[:3]
+    records = Journal(state).read()[0]
+    book = positions_by_bar(records)
+    held = book[KILL - 1]
+    check_flattening(records, KILL, _bound(held, feed))
+    assert verify(state).ok
+
+
+def test_a_redone_bar_keeps_the_override_it_was_journaled_with(thin, flattened, tmp_path):
+    """A crash between the journal and the checkpoint, then `resume` before the restart: the
+    bar is redone as journaled (FLATTENING) and the resume takes the next bar."""
+    d, eng, feed = thin
+    state = tmp_path / "s"
+    PaperRunner(eng, state, "digest").run(feed[:KILL])
+    commands.kill(str(state), flatten=True, reason="")
+
+    class Crash(Exception):
+        pass
+
+    def crash(phase, seq):
+        if (phase, seq) == ("after_journal", KILL + 1):
+            raise Crash
+    with pytest.raises(Crash):
+        PaperRunner(eng, state, "digest", hooks=crash).run(feed)
+    commands.resume(str(state))
+    s = PaperRunner(eng, state, "digest").run(feed[:KILL + 3])
+    assert s.redone == 1
+    records = Journal(state).read()[0]
+    ref = Journal(flattened).read()[0]
+    assert [r["hash"] for r in records[:KILL + 2]] == [r["hash"] for r in ref[:KILL + 2]]
+    assert records[KILL + 2]["override"] == "ACTIVE"
+    assert records[KILL + 2]["cancelled"] == records[KILL + 1]["orders"] != []
     assert verify(state).ok

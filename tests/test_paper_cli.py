@@ -3,8 +3,10 @@ policy run from its artifact."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +15,14 @@ import pytest
 import artifactkit as ak
 from crowe.runtime.artifact import engine_from
 from crowe.runtime.backtest import backtest
-from crowe.runtime.data import write_bars
+from crowe.runtime.data import load_bars, write_bars
+from crowe.runtime.paper.control import read_control
 from crowe.runtime.paper.feed import ReplayFeed
 from crowe.runtime.paper.journal import Journal, decision_digest
 from crowe.runtime.paper.loop import PaperRunner
 from crowe.runtime.verify import verify
-from paperkit.fixture import POLICY, write_data
+from paperkit.fixture import (POLICY, bars_to_flat_bound, check_flattening, positions_by_bar,
+                              write_data)
 
 BIN = Path(sys.executable).parent
 
@@ -76,6 +80,83 @@ def test_kill_and_resume_through_the_command(signed):
     st = json.loads(crowe("paper", "status", "--state-dir", state, "--format",
                           "json").stdout)
     assert st["override"] == "ACTIVE"
+
+
+KILL = 28
+
+
+def _first_bars(src: Path, dst: Path, n: int) -> Path:
+    """The first `n` bars of the bar file `src`."""
+    panel, _ = load_bars(src)
+    sl = panel.slice(end_ts=int(panel.ts[n - 1]))
+    ts = np.repeat(sl.ts, sl.N).astype("datetime64[ns]")
+    sym = np.tile(np.array(sl.symbols, object), sl.T)
+    write_bars(dst, ts, sym, *(getattr(sl, k).ravel() for k in
+                               ("open", "high", "low", "close", "volume")))
+    return dst
+
+
+def _bound(d: Path, held) -> int:
+    panel, _ = load_bars(d / "bars.parquet")
+    return bars_to_flat_bound(held, panel.volume[KILL:], 0.5)      # the policy's 50% cap
+
+
+def test_kill_flatten_command_flattens_the_book(signed, tmp_path):
+    d, state = signed, tmp_path / "st"
+    first = _first_bars(d / "bars.parquet", tmp_path / "first.parquet", KILL)
+    run = ["paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", state, "--feed"]
+    assert crowe(*run, f"replay:{first}").returncode == 0
+    out = crowe("paper", "kill", "--state-dir", state, "--flatten")
+    assert out.returncode == 0 and "FLATTENING" in out.stdout
+    assert crowe(*run, f"replay:{d / 'bars.parquet'}").returncode == 0
+    records = Journal(state).read()[0]
+    assert len(records) == 40
+    held = positions_by_bar(records)[KILL - 1]
+    assert held.any()
+    flat_at = check_flattening(records, KILL, _bound(d, held))
+    assert sum(len(r["fills"]) for r in records[KILL:]) >= np.count_nonzero(held)
+    st = json.loads(crowe("paper", "status", "--state-dir", state, "--format", "json").stdout)
+    assert st["trading_state"] == "FLATTENING" and st["gross"] == 0.0
+    assert flat_at < 39 and crowe("journal", "verify", state).returncode == 0
+    assert crowe("paper", "resume", "--state-dir", state).returncode == 0
+    st = json.loads(crowe("paper", "status", "--state-dir", state, "--format", "json").stdout)
+    assert st["override"] == "ACTIVE"
+
+
+def test_sigusr2_flattens_a_running_paper_process(signed, tmp_path):
+    d, state = signed, tmp_path / "st"
+    panel, _ = load_bars(d / "bars.parquet")
+    fields = ("open", "high", "low", "close", "volume")
+    lines = [json.dumps({"ts": int(panel.ts[t]), "bars": {
+        s: {k: float(getattr(panel, k)[t, i]) for k in fields} for i, s in
+        enumerate(panel.symbols)}}) + "\n" for t in range(panel.T)]
+    proc = subprocess.Popen([str(BIN / "crowe"), "paper", d / "p.cpol", "--trust", d / "trust",
+                             "--state-dir", state, "--feed", "stdin"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.writelines(lines[:KILL])
+        proc.stdin.flush()
+        deadline = time.monotonic() + 300
+        while not (state / "status.json").exists() or \
+                json.loads((state / "status.json").read_text())["bars_processed"] < KILL:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGUSR2)
+        while read_control(state)["override"] != "FLATTENING":
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.stdin.writelines(lines[KILL:])
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    records = Journal(state).read()[0]
+    assert len(records) == 40
+    held = positions_by_bar(records)[KILL - 1]
+    assert held.any()
+    check_flattening(records, KILL, _bound(d, held))
+    assert "signal" in read_control(state)["reason"]
 
 
 def test_tampered_journal_is_named_by_verify(signed, tmp_path):

@@ -1,9 +1,10 @@
 """Atomic checkpoints of the paper runtime's state.
 
 A checkpoint holds the simulation carry (the compiled step's state and the working orders) as
-named arrays plus a small JSON header: how many bars were processed, the last bar's time and the
-hash of the last journal record. It is written to a temporary file, flushed to disk and renamed
-over the previous one, so a crash leaves either the old checkpoint or the new one, never half.
+named arrays plus a small JSON header: how many bars were processed, the last bar's time, the
+hash of the last journal record and the operator's override in force at that bar. It is written
+to a temporary file, flushed to disk and renamed over the previous one, so a crash leaves either
+the old checkpoint or the new one, never half.
 """
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ class Meta:
     last_ts: int | None
     head: str             # hash of the last journal record ("" before the first)
     artifact: str
+    # the operator's override in force at that bar (None in checkpoints written before it was
+    # kept); the next bar cancels the working orders when the override changes
+    override: str | None = None
 
 
 def _leaves(tree) -> dict[str, np.ndarray]:

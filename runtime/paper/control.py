@@ -1,9 +1,10 @@
 """The operator's controls and view, as small files in the state directory.
 
 `control.json` holds the override (the kill switch): `HALTED` (cancel working orders, send no
-new ones) or `FLATTENING` (only position-reducing orders). It survives restarts until `crowe
-paper resume` clears it. `status.json` is rewritten after every bar for `crowe paper status`.
-Both are written atomically.
+new ones, keep the positions as they are) or `FLATTENING` (cancel the working orders once, then
+send orders toward zero every bar, for whatever is left, until every position is zero). It
+survives restarts until `crowe paper resume` clears it. `status.json` is rewritten after every
+bar for `crowe paper status`. Both are written atomically.
 """
 from __future__ import annotations
 

@@ -164,9 +164,10 @@ def export(state_dir: Path, out: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
     records, _ = Journal(state_dir).read()
-    cols = ("seq", "ts", "time", "trading_state", "equity", "cash", "gross", "net",
+    cols = ("seq", "ts", "time", "trading_state", "override", "equity", "cash", "gross", "net",
             "decision", "state", "artifact", "prev", "hash")
     table = {c: [r.get(c) for r in records] for c in cols}
+    table["cancelled"] = [json.dumps(r.get("cancelled", [])) for r in records]
     table["orders"] = [json.dumps(r.get("orders", [])) for r in records]
     table["fills"] = [json.dumps(r.get("fills", [])) for r in records]
     pq.write_table(pa.table(table), out)

@@ -4,7 +4,11 @@ Per bar, in this order:
 
 1. refuse a bar that is not after the last one (out of order or duplicate), and log it;
 2. halt if the feed went stale (a gap between bars longer than `max_gap`);
-3. apply the operator's override (kill switch) to the state;
+3. apply the operator's override (kill switch) to the state; on the bar where the override
+   changes (`kill`, `kill --flatten`, `resume`), and on every bar while HALTED, the working
+   orders are cancelled first: they were decided under the previous override and may add to
+   positions. Under FLATTENING the orders the step then decides (toward zero) are left to fill
+   on the following bars, and the step sends them again, for what is left, until flat;
 4. the broker fills the working orders on this bar (the same JAX market model as the backtest),
    and the step decides;
 5. append the bar's record to the journal (fsynced), then checkpoint the state atomically.
@@ -54,7 +58,7 @@ class Summary:
 
 class PaperBroker:
     """The paper broker: the working orders of the carry, filled on the next bar by the JAX
-    market model (`runtime/market.py`), the same implementation the backtest uses.
+    market model (`crowe.stdlib.market`), the same implementation the backtest uses.
 
     Its fills are computed inside the same compiled program as the step: the backtest's scan
     body, run over one bar (`make_bar_runner`). Compiling the market model and the step as
@@ -89,6 +93,8 @@ class PaperRunner:
         self.journal = Journal(self.dir, opener)
         self.hooks = hooks or (lambda phase, seq: None)
         self.carry, self.seq, self.last_ts, self.head, self.redo = None, 0, None, GENESIS, None
+        # the override in force at the last bar processed (None: a checkpoint that predates it)
+        self.in_force: str | None = "ACTIVE"
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -120,6 +126,7 @@ class PaperRunner:
                              f"processed {done} bars; refusing to guess which is right")
         self.carry, self.seq, self.head = carry, done, head
         self.last_ts = meta.last_ts if meta else None
+        self.in_force = meta.override if meta else "ACTIVE"
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -153,16 +160,22 @@ class PaperRunner:
             write_control(self.dir, "HALTED", "stale feed: no bar for "
                           f"{(bar.ts - self.last_ts) / 3.6e12:.1f} hours")
         control = read_control(self.dir)
+        if self.redo is not None and self.redo.get("override") in OVERRIDES and \
+                self.redo["override"] != control["override"]:
+            # a bar journaled before a crash is redone under the override it was decided with,
+            # even if the control file changed since; the new override takes the next bar
+            control = {"override": self.redo["override"], "reason": ""}
+        override = control["override"]
         arrays = {k: jnp.asarray(v) for k, v in bar.arrays().items()}
         carry = dict(self.carry, state=dict(self.carry["state"],
-                                            override=jnp.asarray(OVERRIDES[control["override"]],
-                                                                 jnp.int64)))
-        if control["override"] != "ACTIVE":
-            # working orders may add to positions: a halt or a flatten cancels them first
+                                            override=jnp.asarray(OVERRIDES[override], jnp.int64)))
+        cancelled = []
+        if cancels(self.in_force, override):
+            cancelled = self.working(carry)
             carry = self.broker.cancel(carry)
         new, out = self.broker.trade(self.params, carry, arrays)
         out = {k: np.asarray(v) for k, v in out.items()}
-        record = self.record(bar, out, new, control)
+        record = self.record(bar, out, new, control, cancelled)
         self.hooks("before_journal", self.seq)
         if self.redo is not None:
             record = self.check_redo(record)
@@ -177,7 +190,8 @@ class PaperRunner:
             s.processed += 1
         self.hooks("after_journal", self.seq)
         self.head, self.seq, self.last_ts, self.carry = record["hash"], self.seq + 1, bar.ts, new
-        ck.save(self.dir, new, ck.Meta(self.seq, bar.ts, self.head, self.digest))
+        self.in_force = override
+        ck.save(self.dir, new, ck.Meta(self.seq, bar.ts, self.head, self.digest, override))
         self.hooks("after_checkpoint", self.seq)
         s.last = self.status(record, control)
         write_status(self.dir, s.last)
@@ -194,7 +208,13 @@ class PaperRunner:
                              "gives a different record; the state directory is inconsistent")
         return done
 
-    def record(self, bar: Bar, out: dict, carry: dict, control: dict) -> dict:
+    def working(self, carry: dict) -> list:
+        """The working orders of `carry`, as journaled: [symbol, qty, limit or None]."""
+        qty, limit = np.asarray(carry["qty"]), np.asarray(carry["limit"])
+        return [[self.engine.symbols[i], float(qty[i]), finite(limit[i])]
+                for i in np.flatnonzero(qty)]
+
+    def record(self, bar: Bar, out: dict, carry: dict, control: dict, cancelled: list) -> dict:
         syms = self.engine.symbols
         orders = [[syms[i], float(out["order_qty"][i]), finite(out["limit_price"][i])]
                   for i in np.flatnonzero(out["order_qty"])]
@@ -204,7 +224,8 @@ class PaperRunner:
                 "artifact": self.digest, "trading_state": STATE_NAMES[int(out["trading_state"])],
                 "override": control["override"], "equity": finite(out["equity"]),
                 "cash": finite(out["cash"]), "gross": finite(out["gross"]),
-                "net": finite(out["net"]), "orders": orders, "fills": fills,
+                "net": finite(out["net"]), "cancelled": cancelled, "orders": orders,
+                "fills": fills,
                 "decision": decision_digest(out), "state": ck.state_digest(carry)}
 
     def status(self, record: dict, control: dict) -> dict:
@@ -215,6 +236,23 @@ class PaperRunner:
                 "orders_this_bar": len(record["orders"]), "policy": self.engine.name,
                 "version": self.engine.version, "artifact": self.digest,
                 "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def cancels(in_force: str | None, override: str) -> bool:
+    """Whether the working orders are cancelled before this bar can fill them.
+
+    They are on the bar where the override changes from the one in force at the previous bar
+    (they were decided under the previous one: orders of the policy may add to positions when a
+    kill arrives, flatten orders are stale when trading resumes), and on every bar while HALTED
+    (nothing fills during a halt). Under an unchanged FLATTENING they are the step's orders
+    toward zero and are left to fill. `in_force` is None for a checkpoint written before it was
+    recorded: then the orders are cancelled under any override, as they were then.
+    """
+    if override == "HALTED":
+        return True
+    if in_force is None:
+        return override != "ACTIVE"
+    return override != in_force
 
 
 def _iso(ns: int) -> str:

@@ -33,8 +33,57 @@ stand_down:
   data_gap: {max_missing: 50%, action: halt}
 """
 
+# the same policy trading at most 0.5% of a bar's volume: its exits take several bars to fill
+THIN_POLICY = POLICY.replace("participation_cap: 50%", "participation_cap: 0.5%")
+THIN_CAP, MAX_ORDERS = 0.005, 3
+
 SYMBOLS = ("AAA", "BBB", "CCC", "DDD")
 DAY_NS = 86_400 * 10**9
+
+
+def positions_by_bar(records) -> np.ndarray:
+    """The book after each journal record, rebuilt from the journaled fills alone: [T, N]."""
+    book, rows = np.zeros(len(SYMBOLS)), []
+    for rec in records:
+        for sym, qty, *_ in rec["fills"]:
+            book[SYMBOLS.index(sym)] += qty
+        rows.append(book.copy())
+    return np.array(rows).reshape(len(rows), len(SYMBOLS))
+
+
+def bars_to_flat_bound(held: np.ndarray, volume: np.ndarray, cap: float) -> int:
+    """Bars from a flatten taking effect to a flat book, at worst: that bar decides the first
+    orders, and each later bar fills at least `floor(cap * volume)` shares (or the rest) of one
+    of them. `volume`: the bars' volumes from the kill on, [T, N]."""
+    least = np.floor(cap * np.asarray(volume)).min()
+    assert least > 0, "the feed must have volume for the orders to fill"
+    return 1 + int(np.ceil(np.abs(held) / least).sum())
+
+
+def check_flattening(records, kill: int, bound: int) -> int:
+    """From bar `kill` on, under FLATTENING: orders only toward zero, each for what is left of
+    the position (at most MAX_ORDERS a bar), sent again every bar until it is zero; every
+    position filled to exactly zero within `bound` bars, then no orders and no fills. Returns
+    the first flat bar."""
+    book = positions_by_bar(records)
+    held = book[kill - 1]
+    flat = [t for t in range(kill, len(records)) if not book[t].any()]
+    assert flat and flat[0] < kill + bound, (flat[:1], bound)
+    for t in range(kill, len(records)):
+        rec = records[t]
+        assert rec["trading_state"] == "FLATTENING" and rec["override"] == "FLATTENING", t
+        sent = {sym: qty for sym, qty, _ in rec["orders"]}
+        assert len(sent) == min(np.count_nonzero(book[t]), MAX_ORDERS), (t, sent, book[t])
+        for sym, qty in sent.items():
+            assert qty == -book[t][SYMBOLS.index(sym)], (t, sym, qty, book[t])
+        if t > flat[0]:
+            assert not rec["orders"] and not rec["fills"] and rec["gross"] == 0.0, t
+    filled = np.zeros(len(SYMBOLS))
+    for rec in records[kill:]:
+        for sym, qty, *_ in rec["fills"]:
+            filled[SYMBOLS.index(sym)] += qty
+    np.testing.assert_array_equal(filled, -held)
+    return flat[0]
 
 
 def write_data(path: Path, T: int = 40, seed: int = 7) -> None:
