@@ -88,7 +88,7 @@ def run_compile(path: str, output: str | None, data: str | None, sign_key: str |
     if not result.ok:
         run_check((path,), fmt)
         return 1
-    from crowe.compiler.artifact import CompileError, compile_file   # JAX only from here on
+    from crowe.compiler.export import CompileError, compile_file   # JAX only from here on
     try:
         written = compile_file(result, source, output, data, sign_key)
     except CompileError as e:

@@ -2,7 +2,7 @@
 
 Messages follow one style: lowercase, no final period, user input in backticks, details in the
 help line, never a Python class name. The same object renders as text (with the source line and
-a caret underline) and as JSON.
+a caret underline) and as JSON. Every code is one of the catalogue's (`codes.CODES`).
 
     error[E0401]: unknown name `clsoe`
       --> cs_momentum.policy:12:11
@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from .codes import CODES
 from .source import SourceFile, Span
 
 
@@ -75,13 +76,17 @@ class Diagnostic:
 
 
 class Diagnostics:
-    """An ordered collection that passes append to; it never raises on a user error."""
+    """An ordered collection that passes append to; it never raises on a user error, only on
+    a code that is not in the catalogue (a bug of the pass that adds it)."""
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
 
     def add(self, code: str, message: str, span: Span, help: str | None = None,
             label: str | None = None, secondary: Sequence[Label] = ()) -> Diagnostic:
+        if code not in CODES:
+            raise ValueError(f"diagnostic code {code!r} is not in the catalogue "
+                             "(crowe.dsl.codes.CODES)")
         d = Diagnostic(code, message, span, help, label, tuple(secondary))
         self.items.append(d)
         return d

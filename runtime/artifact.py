@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from crowe.compiler.artifact.manifest import this_platform
+from crowe.compiler.artifact.verify import ManifestInvalid, VerifiedArtifact, verify
 from crowe.compiler.program import ParamSpec
+from crowe.stdlib.market import MarketConfig
 
 from .engine import Engine
-from .market import MarketConfig
-from .verify import ManifestInvalid, VerifiedArtifact, verify
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class LoadedArtifact:
 def load_artifact(path: str, trust_dir: str | None = None, stage: str = "sim",
                   state_dir: str | None = None, allow_rollback: bool = False,
                   record: bool = False, cash: float = 1e6) -> LoadedArtifact:
-    """Verify the artifact for `stage` (see `crowe.runtime.verify.verify`) and build its
-    engine. Raises an `ArtifactError` for anything that must not run."""
+    """Verify the artifact for `stage` (`crowe.compiler.artifact.verify.verify`) and build
+    its engine. Raises an `ArtifactError` for anything that must not run."""
     verified = verify(path, trust_dir, stage, state_dir, allow_rollback, record)
     return LoadedArtifact(engine_from(verified, cash), verified)
 
@@ -42,12 +43,11 @@ def load_engine(path: str, trust_dir: str | None = None, stage: str = "sim",
 
 
 def engine_from(verified: VerifiedArtifact, cash: float = 1e6) -> Engine:
-    import jax
     import jax.numpy as jnp
     from jax import export
 
     art, m = verified.artifact, verified.manifest
-    names = m["modules"][jax.default_backend()]
+    names = m["modules"][this_platform()]
     try:
         step = export.deserialize(bytearray(art.members[names["step"]]))
         init = export.deserialize(bytearray(art.members[names["init"]]))

@@ -14,17 +14,19 @@ import json
 
 import click
 
+from crowe.compiler.artifact.keys import KeyFileError
+from crowe.compiler.artifact.signatures import ROLES
+from crowe.compiler.artifact.trust import TrustStoreError
+from crowe.compiler.artifact.verify import STAGES, ArtifactError
+
 from .data import DataError, load_bars
 from .engine import ParamError
-from .keys import ROLES, KeyFileError
 from .paper.checkpoint import CheckpointError
 from .paper.commands import FeedSpecError
 from .paper.journal import JournalError
 from .paper.loop import PaperError
 from .quantity_cli import DurationError
 from .run import RunError
-from .trust import TrustStoreError
-from .verify import STAGES, ArtifactError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 

@@ -70,16 +70,16 @@ def _day(ns) -> str:
 # -- artifacts ----------------------------------------------------------------------------------
 
 def run_keygen(out: str, name: str | None, force: bool) -> None:
-    from .keys import generate
+    from crowe.compiler.artifact.keys import generate
     path, pub, keyid = generate(out, name, force)
     click.echo(f"wrote {path} (private key, mode 0600) and {pub}; key id {keyid}")
 
 
 def run_sign(path: str, key_path: str, role: str) -> None:
-    from crowe.compiler import container as ct
-
-    from .keys import load_signing_key, sign, write_atomic
-    from .verify import check_signatures, open_artifact
+    from crowe.compiler.artifact import container as ct
+    from crowe.compiler.artifact.keys import load_signing_key, write_atomic
+    from crowe.compiler.artifact.signatures import sign
+    from crowe.compiler.artifact.verify import check_signatures, open_artifact
 
     key = load_signing_key(key_path)
     art = open_artifact(path)
@@ -96,8 +96,8 @@ def run_sign(path: str, key_path: str, role: str) -> None:
 
 
 def run_trust_add(pub_path: str, roles, trust_dir: str) -> None:
-    from .keys import load_public_key
-    from .trust import add
+    from crowe.compiler.artifact.keys import load_public_key
+    from crowe.compiler.artifact.trust import add
     entry, existed = add(trust_dir, load_public_key(pub_path), roles)
     verb = "updated" if existed else "trusted"
     click.echo(f"{verb} {entry.name} (key {entry.keyid[:16]}) for {', '.join(entry.roles)} "
@@ -105,7 +105,7 @@ def run_trust_add(pub_path: str, roles, trust_dir: str) -> None:
 
 
 def run_trust_list(trust_dir: str, fmt: str) -> None:
-    from .trust import load
+    from crowe.compiler.artifact.trust import load
     keys = sorted(load(trust_dir).values(), key=lambda k: (k.name, k.keyid))
     if fmt == "json":
         click.echo(json.dumps([k.to_json() for k in keys], indent=2))
@@ -117,7 +117,7 @@ def run_trust_list(trust_dir: str, fmt: str) -> None:
 
 
 def run_verify(path, trust_dir, stage, state_dir, allow_rollback, record, fmt) -> None:
-    from .verify import ArtifactError, verify
+    from crowe.compiler.artifact.verify import ArtifactError, verify
     try:
         v = verify(path, trust_dir, stage, state_dir, allow_rollback, record)
     except ArtifactError as e:

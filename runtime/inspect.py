@@ -6,7 +6,7 @@ who signed what before deciding.
 """
 from __future__ import annotations
 
-from .verify import judge_signatures, load_trust, open_artifact
+from crowe.compiler.artifact.verify import judge_signatures, load_trust, open_artifact
 
 
 def describe(path: str, trust_dir: str | None = None) -> dict:

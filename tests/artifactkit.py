@@ -8,10 +8,11 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from crowe.compiler import container as ct
-from crowe.compiler.artifact import build, universe_symbols
+from crowe.compiler.artifact import container as ct
+from crowe.compiler.artifact import keys as ks
+from crowe.compiler.artifact import signatures as sg
+from crowe.compiler.export import build, universe_symbols
 from crowe.dsl.policy import check_bytes
-from crowe.runtime import keys as ks
 from crowe.runtime.bundled import default_data
 from crowe.runtime.data import load_bars
 
@@ -77,10 +78,10 @@ def with_entries(blob: bytes, new: list[dict]) -> bytes:
     return ct.pack(m)
 
 
-def sign(blob: bytes, key: ks.SigningKey, role: str, payload_type: str = ks.PAYLOAD_TYPE
+def sign(blob: bytes, key: ks.SigningKey, role: str, payload_type: str = sg.PAYLOAD_TYPE
          ) -> bytes:
     digest = hashlib.sha256(members(blob)[ct.MANIFEST]).hexdigest()
-    return with_entries(blob, entries(blob) + [ks.sign(key, digest, role, payload_type)])
+    return with_entries(blob, entries(blob) + [sg.sign(key, digest, role, payload_type)])
 
 
 def rewrite_manifest(blob: bytes, edit, signers=()) -> bytes:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from artifactkit import POLICIES, ROOT, checked, compiled, manifest, members, panel, write
-from crowe.compiler import container as ct
+from crowe.compiler.artifact import container as ct
 from crowe.compiler.irtext import ir_text
 from crowe.compiler.program import to_ir
 from crowe.runtime.artifact import load_artifact

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import artifactkit as ak
+from crowe.compiler.artifact.verify import verify
 from crowe.runtime.artifact import engine_from
 from crowe.runtime.backtest import backtest
 from crowe.runtime.data import load_bars, write_bars
@@ -20,7 +21,6 @@ from crowe.runtime.paper.control import read_control
 from crowe.runtime.paper.feed import ReplayFeed
 from crowe.runtime.paper.journal import Journal, decision_digest
 from crowe.runtime.paper.loop import PaperRunner
-from crowe.runtime.verify import verify
 from paperkit.fixture import (POLICY, bars_to_flat_bound, check_flattening, positions_by_bar,
                               write_data)
 

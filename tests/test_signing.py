@@ -14,11 +14,12 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization as ser
 
 import artifactkit as kit
-from crowe.compiler import container as ct
-from crowe.runtime import keys as ks
-from crowe.runtime import verify as v
+from crowe.compiler.artifact import container as ct
+from crowe.compiler.artifact import keys as ks
+from crowe.compiler.artifact import verify as v
+from crowe.compiler.artifact.signatures import pae
+from crowe.compiler.artifact.trust import TrustStoreError, add, load
 from crowe.runtime.cli import main
-from crowe.runtime.trust import TrustStoreError, add, load
 
 NAME = "ts_trend_v1"
 BIN = Path(sys.executable).parent
@@ -40,7 +41,7 @@ def team(tmp_path):
 
 
 def test_pae_is_dsse():
-    assert ks.pae("http://example.com/HelloWorld", b"hello world") == \
+    assert pae("http://example.com/HelloWorld", b"hello world") == \
         b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
 
 

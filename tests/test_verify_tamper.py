@@ -3,17 +3,21 @@ reason, the right exit code, and nothing runs."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
 
 import artifactkit as kit
-from crowe.compiler import container as ct
-from crowe.runtime import verify as v
+from crowe.compiler.artifact import container as ct
+from crowe.compiler.artifact import verify as v
+from crowe.compiler.artifact.manifest import export_platform, this_platform
+from crowe.compiler.artifact.signatures import PAYLOAD_TYPE
+from crowe.compiler.artifact.trust import add
 from crowe.runtime.artifact import load_artifact
 from crowe.runtime.cli import main
-from crowe.runtime.keys import PAYLOAD_TYPE
-from crowe.runtime.trust import add
 
 NAME = "ts_trend_v1"
 
@@ -139,7 +143,7 @@ def test_container_headers_and_trailing_bytes(tmp_path, signed):
 
 def test_signature_over_another_payload_type(tmp_path, signed, keys):
     digest = v.open_artifact(kit.write(tmp_path, signed)).digest
-    from crowe.runtime.keys import sign
+    from crowe.compiler.artifact.signatures import sign
     other = sign(keys["alice"], digest, "author", "application/vnd.in-toto+json")
     msg = refused(tmp_path, kit.with_entries(signed, [other]), v.WrongPayloadType,
                   trust=keys["trust"])
@@ -219,3 +223,56 @@ def test_every_refusal_has_its_own_message():
     for c in classes:
         assert c.__doc__ and c.__doc__ != v.ArtifactError.__doc__, c
         assert c.exit_code == (2 if issubclass(c, v.UnusableInput) else 1), c
+
+
+FRESH = """
+import json, sys
+import jax
+before = jax.config.read("jax_enable_x64")
+from crowe.compiler.artifact.verify import verify
+art = verify(sys.argv[1])
+print(json.dumps({"x64_before": before, "name": art.artifact.name,
+                  "runtime": sorted(m for m in sys.modules if m.startswith("crowe.runtime"))}))
+"""
+
+
+def test_verify_first_in_a_fresh_program(tmp_path):
+    """Verification turns x64 on itself: a program that imports nothing of ours but `verify`
+    accepts a valid artifact."""
+    path = kit.write(tmp_path, kit.compiled(NAME))
+    env = {k: val for k, val in os.environ.items() if k != "JAX_ENABLE_X64"}
+    r = subprocess.run([sys.executable, "-c", FRESH, path], capture_output=True, text=True,
+                       env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"x64_before": False, "name": NAME, "runtime": []}
+
+
+@pytest.mark.parametrize("backend, version, platform", [
+    ("cpu", "cpu", "cpu"),
+    ("gpu", "cuda 12080", "cuda"),          # what jax.default_backend() says on a CUDA GPU
+    ("cuda", "cuda 12080", "cuda"),
+    ("gpu", "rocm 60300", "rocm"),
+    ("rocm", "", "rocm"),
+    ("tpu", "TFRT TPU v4", "tpu"),
+    ("GPU", "CUDA 12.8", "cuda"),
+    ("gpu", "", "gpu"),                     # an unknown GPU matches no module: refused
+])
+def test_backend_names_map_to_export_platforms(backend, version, platform):
+    assert export_platform(backend, version) == platform
+
+
+def test_this_platform_is_the_one_jax_export_uses():
+    from jax import export
+    assert this_platform() == export.default_export_platform()
+
+
+def test_a_cuda_runtime_finds_the_cuda_modules(tmp_path, monkeypatch):
+    blob = kit.rewrite_manifest(kit.compiled(NAME),
+                                lambda m: m["toolchain"].update(platforms=["cpu", "cuda"]) or
+                                m["modules"].setdefault("cuda", m["modules"]["cpu"]))
+    path = kit.write(tmp_path, blob)
+    monkeypatch.setattr(v, "this_platform", lambda: export_platform("gpu", "cuda 12080"))
+    assert v.verify(path).manifest["modules"]["cuda"]
+    monkeypatch.setattr(v, "this_platform", lambda: "gpu")
+    with pytest.raises(v.ToolchainMismatch, match="not for this backend"):
+        v.verify(path)

@@ -1,4 +1,4 @@
-"""Ed25519 signing keys and the signatures they make over an artifact's manifest.
+"""Ed25519 signing keys: generate them, read and write key files, name them by key id.
 
 A key file is a standard PEM key (PKCS#8 private key, or SubjectPublicKeyInfo public key, so
 `openssl pkey` reads it) preceded by two lines of explanatory text, which RFC 7468 allows:
@@ -6,14 +6,7 @@ A key file is a standard PEM key (PKCS#8 private key, or SubjectPublicKeyInfo pu
     name: alice
     keyid: 3d4f...            # SHA-256 of the raw 32-byte public key, hex
 
-What a signature covers is the statement `{"manifest_sha256": ..., "role": ...}` (canonical
-JSON) under DSSE's pre-authentication encoding with the payload type `PAYLOAD_TYPE`:
-
-    PAE(type, body) = "DSSEv1" SP len(type) SP type SP len(body) SP body
-
-so a signature over the same bytes for any other purpose (another payload type) never verifies
-here, and the claimed role is part of what was signed: a signature made as `author` cannot be
-relabelled `risk`.
+What a key signs, and how, is `signatures`.
 """
 from __future__ import annotations
 
@@ -29,11 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from crowe.compiler.container import canonical_json
 from crowe.dsl.files import read_limited
 
-PAYLOAD_TYPE = "application/vnd.crowe.policy-manifest+json"
-ROLES = ("author", "risk", "compliance")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}$")
 _HEADER = re.compile(r"^([a-z]+): ?(.*)$")
 
@@ -85,34 +75,6 @@ class SigningKey:
     def public(self) -> PublicKey:
         raw = self.private.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
         return PublicKey(self.name, raw)
-
-
-def pae(payload_type: str, body: bytes) -> bytes:
-    """DSSE's pre-authentication encoding of `body` under `payload_type`."""
-    t = payload_type.encode("utf-8")
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
-
-
-def statement(manifest_sha256: str, role: str) -> bytes:
-    """The body a signer signs: which manifest, in which role."""
-    return canonical_json({"manifest_sha256": manifest_sha256, "role": role})
-
-
-def sign(key: SigningKey, manifest_sha256: str, role: str,
-         payload_type: str = PAYLOAD_TYPE) -> dict:
-    """One entry of `signatures.json`."""
-    sig = key.private.sign(pae(payload_type, statement(manifest_sha256, role)))
-    pub = key.public
-    return {"keyid": pub.keyid, "name": key.name, "role": role, "payload_type": payload_type,
-            "public_key": b64(pub.raw), "sig": b64(sig)}
-
-
-def signature_verifies(entry: dict, key: PublicKey, manifest_sha256: str) -> bool:
-    sig = unb64(entry.get("sig"))
-    if sig is None:
-        return False
-    message = pae(entry["payload_type"], statement(manifest_sha256, entry["role"]))
-    return key.verifies(sig, message)
 
 
 # -- key files ----------------------------------------------------------------------------------

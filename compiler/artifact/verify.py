@@ -7,7 +7,9 @@
 1. the file is a canonical artifact container and every member is intact (each one listed in the
    manifest with its SHA-256 and size, none missing, none unlisted);
 2. the manifest is canonical JSON of a format this runtime reads, and the toolchain it records
-   is this one (jax and jaxlib versions, this backend among the exported platforms, x64 on);
+   is this one (jax and jaxlib versions, this backend among the exported platforms, x64 on:
+   verification turns x64 on, as running a policy does, so it gives the same answer whatever
+   the program imported before);
 3. every signature present verifies, is over the policy-manifest payload type, and, given a
    trust store, is by a trusted key that holds the role it claims;
 4. the signatures meet the stage: `sim` needs none, `paper` an `author`, `live` an `author`
@@ -26,13 +28,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crowe.compiler import container as ct
 from crowe.dsl.files import read_limited
 
+from . import container as ct
 from . import trust as ts
-from .keys import PAYLOAD_TYPE, ROLES, PublicKey, key_id, signature_verifies, unb64, write_atomic
+from .keys import PublicKey, key_id, unb64, write_atomic
+from .manifest import FORMAT, FORMAT_VERSION, REQUIRED, this_platform
+from .signatures import FIELDS, PAYLOAD_TYPE, ROLES, signature_verifies
 
-FORMAT, FORMAT_VERSION = "crowe-policy-artifact", 1
 STAGES = ("sim", "paper", "live")
 STATE_FILE = "versions.json"
 EXIT_FAILED, EXIT_UNUSABLE = 1, 2
@@ -251,11 +254,6 @@ def _manifest(path: str, raw: bytes) -> dict:
     return manifest
 
 
-REQUIRED = {"policy": dict, "compiler": dict, "toolchain": dict, "universe": dict,
-            "params": list, "bar_schema": dict, "warmup": int, "market": dict,
-            "bars_per_year": float, "reasons": list, "members": dict, "modules": dict}
-
-
 def _check_members(path: str, members: dict[str, bytes], manifest: dict) -> None:
     listed = manifest["members"]
     present = set(members) - {ct.MANIFEST, ct.SIGNATURES}
@@ -281,9 +279,8 @@ def _entries(path: str, raw: bytes) -> tuple[dict, ...]:
     if not isinstance(data, dict) or set(data) != {"signatures"} or \
             not isinstance(data["signatures"], list) or ct.canonical_json(data) != raw:
         raise SignaturesInvalid(f"{where} is not a canonical list of signatures")
-    keys = {"keyid", "name", "role", "payload_type", "public_key", "sig"}
     for i, e in enumerate(data["signatures"], 1):
-        if not isinstance(e, dict) or set(e) != keys or \
+        if not isinstance(e, dict) or set(e) != FIELDS or \
                 not all(isinstance(v, str) for v in e.values()):
             raise SignaturesInvalid(f"{where}: signature {i} is not a signature record")
     return tuple(data["signatures"])
@@ -295,6 +292,7 @@ def check_toolchain(art: Artifact) -> None:
     import jax
     import jaxlib
 
+    jax.config.update("jax_enable_x64", True)      # what importing the runtime's engine does
     tc, where = art.manifest["toolchain"], f"`{art.path}`"
     for name, have in (("jax", jax.__version__), ("jaxlib", jaxlib.__version__)):
         if tc.get(name) != have:
@@ -305,7 +303,7 @@ def check_toolchain(art: Artifact) -> None:
         raise ToolchainMismatch(f"{where} was built with x64 off; policies run in float64")
     if not jax.config.read("jax_enable_x64"):
         raise ToolchainMismatch(f"{where} needs x64 (float64), which is off in this runtime")
-    backend = jax.default_backend()
+    backend = this_platform()
     if backend not in tc.get("platforms", ()) or backend not in art.manifest["modules"]:
         raise ToolchainMismatch(f"{where} was exported for {', '.join(tc.get('platforms', ()))}"
                                 f", not for this backend ({backend})")

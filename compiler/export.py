@@ -3,7 +3,7 @@
     blob = build(checked, source_bytes, symbols)                 # -> bytes of NAME.cpol
     blob = build(checked, source_bytes, symbols, signer=key)     # signed as `author`
 
-Members (a canonical zip, see `container`):
+Members (a canonical zip; the format is `crowe.compiler.artifact`):
 
 ==========================  ===================================================================
 ``manifest.json``           canonical JSON: identity, toolchain, universe, schemas, market
@@ -38,18 +38,18 @@ from jax import export
 from jax._src import config as jax_config
 
 from crowe.dsl.check import CheckedPolicy
-from crowe.runtime import keys as ks
-from crowe.runtime.verify import FORMAT, FORMAT_VERSION
 
-from . import container as ct
+from .artifact import container as ct
+from .artifact import keys as ks
+from .artifact.manifest import FORMAT, FORMAT_VERSION, PLATFORMS, member_table, module_members
+from .artifact.signatures import sign
 from .irtext import ir_text
 from .program import PolicyIR, to_ir
 from .step import StepBuilder, Universe
 
-PLATFORMS = ("cpu", "cuda")
 DEFAULT_CASH = 1e6
 BAR_FLOATS = ("open", "high", "low", "close", "volume", "fill_qty", "fill_price", "fill_cost")
-_PACKAGE_FILES = ("dsl", "compiler", "stdlib", "runtime/market.py")
+_PACKAGE_FILES = ("dsl", "compiler", "stdlib")
 
 
 class CompileError(Exception):
@@ -66,8 +66,7 @@ def build(policy: CheckedPolicy, source: bytes, symbols, symbols_from: str = "po
     members.update(modules)
     manifest = make_manifest(pir, b, members, calling, symbols_from)
     raw = ct.canonical_json(manifest)
-    entries = [] if signer is None else [ks.sign(signer, hashlib.sha256(raw).hexdigest(),
-                                                 "author")]
+    entries = [] if signer is None else [sign(signer, hashlib.sha256(raw).hexdigest(), "author")]
     members[ct.MANIFEST] = raw
     members[ct.SIGNATURES] = ct.canonical_json({"signatures": entries})
     return ct.pack(members)
@@ -111,8 +110,9 @@ def export_modules(b: StepBuilder) -> tuple[dict[str, bytes], int]:
                 if platform == "cpu":
                     raise
                 continue
-            out[f"step.{platform}.stablehlo"] = bytes(step_exp.serialize())
-            out[f"init.{platform}.stablehlo"] = bytes(init_exp.serialize())
+            names = module_members(platform)
+            out[names["step"]] = bytes(step_exp.serialize())
+            out[names["init"]] = bytes(init_exp.serialize())
             calling = step_exp.calling_convention_version
     return out, calling
 
@@ -135,8 +135,7 @@ def make_manifest(pir: PolicyIR, b: StepBuilder, members: dict[str, bytes], call
     spec = pir.spec
     params_spec, state_spec, bar_spec = specs(b)
     decision = jax.eval_shape(b.step, params_spec, state_spec, bar_spec)[1]
-    platforms = sorted({n.split(".")[1] for n in members if n.endswith(".stablehlo")},
-                       key=PLATFORMS.index)
+    platforms = [p for p in PLATFORMS if module_members(p)["step"] in members]
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "policy": {"name": spec.policy, "version": spec.version, "owner": spec.owner,
@@ -161,10 +160,8 @@ def make_manifest(pir: PolicyIR, b: StepBuilder, members: dict[str, bytes], call
         "bars_per_year": float(b.bpy),
         "reasons": list(b.reasons),
         "initial_state": {"function": "init(cash) -> state", "default_cash": DEFAULT_CASH},
-        "modules": {p: {"step": f"step.{p}.stablehlo", "init": f"init.{p}.stablehlo"}
-                    for p in platforms},
-        "members": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-                    for name, data in members.items()},
+        "modules": {p: module_members(p) for p in platforms},
+        "members": member_table(members),
     }
 
 
@@ -233,6 +230,8 @@ def universe_symbols(policy: CheckedPolicy, data: str | None) -> tuple[tuple[str
     listed = policy.spec.universe.symbols
     if listed != "from_data":
         return tuple(sorted(set(listed))), "policy"
+    # bar files are read by the runtime's reader: the one import of the runtime left here
+    # (PENDING in tests/test_layering.py)
     from crowe.runtime.bundled import default_data
     from crowe.runtime.data import DataError, load_bars
     path = data if data is not None else default_data("from_data")

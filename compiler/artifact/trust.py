@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from crowe.compiler.container import canonical_json
-
-from .keys import ROLES, PublicKey, b64, key_id, unb64, write_atomic
+from .container import canonical_json
+from .keys import PublicKey, b64, key_id, unb64, write_atomic
+from .signatures import ROLES
 
 
 class TrustStoreError(Exception):
