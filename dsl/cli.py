@@ -53,6 +53,8 @@ def run_check(files: tuple[str, ...], fmt: str) -> int:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crowe-policy", prog_name="crowe-compile",
+                      message="%(prog)s %(version)s")
 @click.option("--check", "check_only", is_flag=True,
               help="Only check the policies: report every problem, write nothing.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",

@@ -64,6 +64,8 @@ def _fail(message: str, code: int = EXIT_ERROR) -> None:
 
 
 @click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crowe-policy", prog_name="crowe",
+                      message="%(prog)s %(version)s")
 def main() -> None:
     """Crowe Logic policy runtime."""
 

@@ -9,3 +9,10 @@ from pathlib import Path
 # imports `crowe.compiler`, which reads it; a cache directory chosen by the caller wins.
 os.environ.setdefault("CROWE_CACHE_DIR",
                       str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "crowe"))
+
+# No per-example time limit for hypothesis: on a shared machine a slow example is load, not a
+# bug (tests that must be fast assert their own time bounds).
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("crowe", deadline=None)
+settings.load_profile("crowe")

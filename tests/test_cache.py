@@ -70,17 +70,17 @@ def test_the_users_own_jax_setting_wins(tmp_path: Path):
 def test_a_second_backtest_reuses_the_compiled_program(tmp_path: Path):
     env = env_with(CROWE_CACHE_DIR=str(tmp_path / "cache"), JAX_LOG_COMPILES="1")
 
-    def backtest(out: str) -> subprocess.CompletedProcess:
+    def backtest(out: str, fmt: str) -> subprocess.CompletedProcess:
         return subprocess.run([CROWE, "backtest", "policies/cs_mom_v1.policy",
-                               "--out", str(tmp_path / out), "--format", "json"],
+                               "--out", str(tmp_path / out), "--format", fmt],
                               capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
 
-    first = backtest("first")
+    first = backtest("first", "json")
     assert first.returncode == 0, first.stderr[-2000:]
     entries = [p.name for p in (tmp_path / "cache" / "jax").iterdir()]
     assert any(name.startswith("jit_chunk-") for name in entries), entries
     assert "Persistent compilation cache hit for 'jit_chunk'" not in first.stderr
-    second = backtest("second")
+    second = backtest("second", "text")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Persistent compilation cache hit for 'jit_chunk'" in second.stderr
     # the cached executable decides exactly as the freshly compiled one
