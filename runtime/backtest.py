@@ -2,6 +2,7 @@
 
     result = backtest(engine, panel)            # compiled once per policy and shape
     result.metrics["sharpe"], result.tables["equity"]
+    result = backtest(engine, panel, start=t0)  # bars before t0 only warm the policy up
 
 Results are Arrow tables (equity curve, weights, orders, fills, reasons), written to Parquet by
 `write_results`, plus the standard metrics of `crowe.runtime.metrics`.
@@ -30,6 +31,7 @@ class BacktestResult:
     out: dict                 # per-bar records, numpy, leading axis T
     metrics: dict
     final_carry: dict = field(repr=False, default=None)
+    warmup_bars: int = 0      # bars simulated before `ts[0]` without sending orders
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -53,12 +55,20 @@ class Runner:
     into one FMA in one program and not in the other, which changes the last bit of cash or
     equity. A single executable with a runtime trip count gives bit-identical decisions by
     construction.
+
+    Warm-up without trading: orders decided at the first `quiet` bars of a slice are not sent
+    (the carry's order quantities are zeroed after each of those bars, so nothing fills and the
+    book stays flat in cash), while the step still sees every bar and fills its indicators.
+    This is how a backtest with `--start` warms up on the bars before it. `quiet` is a runtime
+    value too (0 for paper trading and for the bars from the start on), so it is one executable
+    and `where(False, 0, qty)` leaves every trading bar's orders bit for bit as they were. (Its
+    default of 0 is for callers of `chunk` outside this class, such as the benchmarks.)
     """
 
     def __init__(self, engine: Engine, size: int = CHUNK) -> None:
         self.engine, self.size = engine, size
 
-        def chunk(params, carry, bars, n):
+        def chunk(params, carry, bars, n, quiet=0):
             def one(b):
                 return engine.bar_update(params, carry, b)[1]
             first = jax.tree_util.tree_map(lambda a: a[0], bars)
@@ -71,6 +81,9 @@ class Runner:
                 bar = jax.tree_util.tree_map(
                     lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), bars)
                 c, out = engine.bar_update(params, c, bar)
+                hold = i < quiet                      # warm-up: decide, but send nothing
+                c = dict(c, qty=jnp.where(hold, 0.0, c["qty"]),
+                         limit=jnp.where(hold, jnp.nan, c["limit"]))
                 o = jax.tree_util.tree_map(
                     lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, i, 0), o, out)
                 return i + 1, c, o
@@ -81,8 +94,9 @@ class Runner:
 
         self.chunk = jax.jit(chunk)
 
-    def __call__(self, params, carry, bars, progress=None):
-        """Simulate every bar of `bars` (leading axis T); returns (carry, numpy records)."""
+    def __call__(self, params, carry, bars, progress=None, quiet: int = 0):
+        """Simulate every bar of `bars` (leading axis T); returns (carry, numpy records). The
+        orders decided at the first `quiet` bars are not sent (warm-up)."""
         carry = _strong(carry)
         bars = {k: np.asarray(v) for k, v in bars.items()}
         T = int(bars["ts"].shape[0])
@@ -90,7 +104,8 @@ class Runner:
         for start in range(0, T, self.size):
             n = min(self.size, T - start)
             piece = {k: _pad(v[start:start + n], self.size) for k, v in bars.items()}
-            carry, out = self.chunk(params, carry, piece, np.int32(n))
+            hold = np.int32(min(max(quiet - start, 0), n))
+            carry, out = self.chunk(params, carry, piece, np.int32(n), hold)
             pieces.append({k: np.asarray(v)[:n] for k, v in out.items()})
             if progress is not None:
                 progress(start + n, T)
@@ -101,7 +116,7 @@ class Runner:
     def one_bar(self, params, carry, bar):
         """One bar (no time axis): the same executable with a trip count of one."""
         piece = {k: _pad(np.asarray(v)[None], self.size) for k, v in bar.items()}
-        carry, out = self.chunk(params, _strong(carry), piece, np.int32(1))
+        carry, out = self.chunk(params, _strong(carry), piece, np.int32(1), np.int32(0))
         return carry, {k: np.asarray(v)[0] for k, v in out.items()}
 
 
@@ -131,16 +146,24 @@ def make_bar_runner(engine: Engine, runner: Runner | None = None):
 
 
 def backtest(engine: Engine, panel, params: dict | None = None, runner: Runner | None = None,
-             progress=None) -> BacktestResult:
+             progress=None, start: int = 0) -> BacktestResult:
     """Simulate the engine over the panel; `progress(done, total)` is called after each
-    compiled chunk of bars (`runner.size`, `CHUNK` by default)."""
+    compiled chunk of bars (`runner.size`, `CHUNK` by default).
+
+    With `start` > 0 the first `start` bars are warm-up: the step sees them (its indicators
+    fill) but sends no order, so nothing fills before bar `start` and the book is all cash
+    there; the first orders are decided at the close of bar `start` and fill at the next bar.
+    The records, tables and metrics cover the bars from `start` on."""
+    if not 0 <= start < panel.T:
+        raise ValueError(f"start must be a bar index in [0, {panel.T}), got {start}")
     params = engine.params() if params is None else params
     runner = runner or make_runner(engine)
-    carry, out = runner(params, engine.init_carry(), panel_bars(panel), progress)
+    carry, out = runner(params, engine.init_carry(), panel_bars(panel), progress, quiet=start)
+    out = {k: v[start:] for k, v in out.items()}
     metrics = compute_metrics(out["equity"], out["gross"] * out["equity"],
                               out["net"] * out["equity"], out["traded_notional"],
                               out["costs"] + out["borrow"], engine.bars_per_year)
-    return BacktestResult(engine, np.asarray(panel.ts), out, metrics, carry)
+    return BacktestResult(engine, np.asarray(panel.ts)[start:], out, metrics, carry, start)
 
 
 def _ts(ts) -> pa.Array:

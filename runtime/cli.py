@@ -80,7 +80,8 @@ def data() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
 def data_check(path: str, fmt: str) -> None:
-    """Validate the bar file PATH and report every problem.
+    """Validate the bar file PATH and report every problem: each bad row, and each instrument
+    with zero or missing volume on most bars (its orders could not fill).
 
     Exits 0 when the file loads with no issues, 1 when it loads with issues, 2 when it cannot
     be used.
@@ -99,7 +100,9 @@ def data_check(path: str, fmt: str) -> None:
 @click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--data", type=click.Path(path_type=str), default=None,
               help="Parquet bar file (default: the bundled data that covers the universe).")
-@click.option("--start", default=None, help="First date to simulate, e.g. 2005-01-01.")
+@click.option("--start", default=None,
+              help="First date to trade and to count metrics from, e.g. 2005-01-01; the bars "
+                   "before it warm the policy up without trading.")
 @click.option("--end", default=None, help="Last date to simulate (inclusive).")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Override a policy parameter; repeatable.")

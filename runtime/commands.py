@@ -10,7 +10,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .run import default_out, is_artifact, parse_params, prepare, prepare_artifact
+from .run import (data_warnings, default_out, is_artifact, parse_params, prepare,
+                  prepare_artifact)
 
 
 
@@ -34,25 +35,35 @@ def run_backtest(policy, data, start, end, param_items, cash, out_dir, fmt,
         t0 = time.perf_counter()
         engine = Engine.from_policy(prep.check.policy, prep.panel.symbols, cash)
     params = engine.params(overrides)
+    warnings = data_warnings(prep, engine)
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+    first = prep.start
     show = fmt == "text" and sys.stderr.isatty()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total} bars"), TimeElapsedColumn(), console=err, disable=not show,
                   transient=True) as bar:
         task = bar.add_task(f"simulating {engine.name}", total=prep.panel.T)
         result = backtest(engine, prep.panel, params,
-                          progress=lambda done, total: bar.update(task, completed=done))
+                          progress=lambda done, total: bar.update(task, completed=done),
+                          start=first)
     elapsed = time.perf_counter() - t0
     out_dir = out_dir or default_out(policy)
     written = write_results(result, out_dir)
+    bars = prep.panel.T - first
+    warm = f"{engine.warmup} bars" + (f" ({first:,} bars before the start, not traded)"
+                                      if first else "")
     header = {"policy": f"{engine.name} {engine.version}", "data": prep.data_path,
-              "period": f"{_day(prep.panel.ts[0])} to {_day(prep.panel.ts[-1])}",
-              "bars": prep.panel.T, "instruments": prep.panel.N, "warm-up": engine.warmup,
+              "period": f"{_day(prep.panel.ts[first])} to {_day(prep.panel.ts[-1])}",
+              "bars": bars, "instruments": prep.panel.N, "warm-up": warm,
               "out": out_dir}
     if fmt == "json":
         click.echo(json.dumps({
             "policy": engine.name, "version": engine.version, "data": prep.data_path,
-            "start": _day(prep.panel.ts[0]), "end": _day(prep.panel.ts[-1]),
-            "bars": prep.panel.T, "instruments": prep.panel.N, "warmup": engine.warmup,
+            "start": _day(prep.panel.ts[first]), "end": _day(prep.panel.ts[-1]),
+            "bars": bars, "instruments": prep.panel.N, "warmup": engine.warmup,
+            "warmup_bars_before_start": first,
+            "data_issues": prep.report.counts_for(prep.panel.symbols), "warnings": warnings,
             "params": {k: float(v) for k, v in params.items()},
             "metrics": {k: (float(v) if math.isfinite(float(v)) else None)
                         for k, v in result.metrics.items()},

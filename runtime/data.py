@@ -4,8 +4,8 @@ A bar file has one row per (timestamp, symbol) with the columns ``ts`` (a timest
 or time zone, or a date), ``symbol`` (a string) and ``open high low close volume`` (numbers).
 Extra columns are ignored.
 
-Validation never repairs and never drops a row silently. Every problem is reported with its
-0-based row in the file, and all but the ordering problems make the bar invalid:
+Validation never repairs and never drops a row silently. Every problem in a row is reported
+with its 0-based row in the file, and all but the ordering problems make the bar invalid:
 
 ==============  ====================================================================  ========
 kind            problem                                                               the bar
@@ -16,9 +16,14 @@ kind            problem                                                         
 ``bad_price``   an open, high, low or close that is not finite or not positive        invalid
 ``bad_volume``  a volume that is not finite or is negative                            invalid
 ``ohlc``        high below max(open, close, low) or low above min(open, close, high)  invalid
+``no_volume``   an instrument whose volume is 0 or missing on more than half of its   valid
+                bars (close-only data): the market model fills at most a fraction
+                of a bar's volume, so its orders would rarely or never fill
 ==============  ====================================================================  ========
 
-``ohlc`` allows a relative tolerance of 1e-9 for float rounding.
+``ohlc`` allows a relative tolerance of 1e-9 for float rounding. ``no_volume`` is one issue per
+instrument, with no row (``row`` is None); these come first in ``issues``, the row problems
+follow in file order.
 
 The panel is built in time order whatever the order of the file, so an unsorted file gives the
 same panel as the sorted one. Invalid and missing bars are NaN in every field and False in
@@ -47,7 +52,8 @@ import pyarrow.parquet as pq
 
 COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
 FIELDS = ("open", "high", "low", "close", "volume")
-ISSUE_KINDS = ("missing", "unsorted", "duplicate", "bad_price", "bad_volume", "ohlc")
+ISSUE_KINDS = ("missing", "unsorted", "duplicate", "bad_price", "bad_volume", "ohlc",
+               "no_volume")
 OHLC_RTOL = 1e-9  # float rounding only: a real inconsistency is far larger
 _ALIASES = {"ts": ("date", "time", "timestamp", "datetime", "dt"),
             "symbol": ("ticker", "sym", "asset")}
@@ -111,7 +117,8 @@ class Panel:
 
 @dataclass(frozen=True, slots=True)
 class DataIssue:
-    """One problem in a bar file; ``row`` is 0-based in the file, ``ts`` an ISO string."""
+    """One problem in a bar file; ``row`` is 0-based in the file (None for a problem of a whole
+    instrument), ``ts`` an ISO string."""
 
     kind: str
     row: int | None
@@ -179,6 +186,25 @@ class DataReport:
             "issues": [i.to_json() for i in self.issues],
         }
 
+    def counts_for(self, symbols: Iterable[str] | None = None) -> dict[str, int]:
+        """Issue counts by kind, only for ``symbols`` (and rows with no symbol) when given."""
+        if symbols is None:
+            return self.counts
+        wanted = set(symbols)
+        found = collections.Counter(i.kind for i in self.issues
+                                    if i.symbol is None or i.symbol in wanted)
+        return {k: found[k] for k in ISSUE_KINDS if found[k]}
+
+    def summary(self, symbols: Iterable[str] | None = None) -> str | None:
+        """One line with the issue counts by kind (for ``symbols`` when given), as
+        ``crowe data check`` counts them, or None when there is no issue."""
+        counts = self.counts_for(symbols)
+        if not counts:
+            return None
+        text = ", ".join(f"{n:,} {k}" for k, n in counts.items())
+        return f"`{self.path}` has data problems: {text} (`crowe data check {self.path}` lists" \
+               " each one)"
+
     def render_text(self, limit: int = 20) -> str:
         """A compact summary: counts, issue kinds, the first ``limit`` issues, thin coverage."""
         span = f" ({self.first_ts} to {self.last_ts})" if self.first_ts else ""
@@ -188,7 +214,8 @@ class DataReport:
                  f" ({_gap_summary(self.coverage)})"]
         counts = ", ".join(f"{n:,} {k}" for k, n in self.counts.items())
         lines.append(f"issues: {counts or 'none'}")
-        lines += [f"  row {i.row}  {i.symbol or '-'}  {i.ts or '-'}  {i.kind}: {i.message}"
+        lines += [f"  {'row ' + str(i.row) if i.row is not None else 'all rows'}"
+                  f"  {i.symbol or '-'}  {i.ts or '-'}  {i.kind}: {i.message}"
                   for i in self.issues[:limit]]
         if len(self.issues) > limit:
             lines.append(f"  ... and {len(self.issues) - limit:,} more")
@@ -392,7 +419,28 @@ def _align(table: pa.Table, rows: np.ndarray, universe: Sequence[str] | None = N
         found.append((kind, pos[bad], messages))
         invalid[bad] = True
     panel, present = _scatter(times, symbols, ti, ci, x, ~invalid)
-    return panel, r.issues(found), _coverage(panel, present, r.unit)
+    issues = _no_volume(symbols, ci, x["volume"]) + r.issues(found)
+    return panel, issues, _coverage(panel, present, r.unit)
+
+
+def _no_volume(symbols: Sequence[str], ci: np.ndarray, volume: np.ndarray) -> list[DataIssue]:
+    """One ``no_volume`` issue per instrument whose volume is 0 or missing (not a finite
+    positive number) on more than half of its rows."""
+    n = len(symbols)
+    with np.errstate(invalid="ignore"):
+        none = ~(np.isfinite(volume) & (volume > 0))
+    known = ci >= 0
+    rows = np.bincount(ci[known], minlength=n)
+    empty = np.bincount(ci[known], weights=none[known], minlength=n).astype(np.int64)
+    out = []
+    for j in np.flatnonzero(2 * empty > rows):
+        how = "never" if empty[j] == rows[j] else "rarely"
+        out.append(DataIssue(
+            "no_volume", None, symbols[j], None,
+            f"volume is 0 or missing on {empty[j]:,} of its {rows[j]:,} bars; the market model "
+            f"fills at most a fraction of a bar's volume, so orders in {symbols[j]} would {how} "
+            "fill (use bars with traded volume)"))
+    return out
 
 
 def _scatter(times, symbols, ti, ci, x, good) -> tuple[Panel, np.ndarray]:
@@ -501,6 +549,41 @@ def _report(path, panel, issues, coverage, rows) -> DataReport:
     return DataReport(path=path, rows=int(rows), symbols=panel.N, bars=panel.T,
                       issues=tuple(issues), invalid_bars=invalid, first_ts=ends[0],
                       last_ts=ends[-1], coverage=tuple(coverage))
+
+
+# -- bar size ------------------------------------------------------------------------------------
+
+_DAY_S = 86_400
+_DAILY_SLACK = (4 * 3600, 3 * _DAY_S)   # a daily bar: 20 hours to 4 days apart (weekends, holidays)
+
+
+def bar_spacing(ts: np.ndarray) -> float | None:
+    """The bar size of a time axis in seconds: the median positive spacing of its timestamps
+    (ns), or None with fewer than two distinct timestamps."""
+    steps = np.diff(np.unique(np.asarray(ts, dtype=np.int64)))
+    steps = steps[steps > 0]
+    return float(np.median(steps)) / 1e9 if steps.size else None
+
+
+def same_bar_size(bar_seconds: int, spacing: float) -> bool:
+    """Whether data spaced ``spacing`` seconds apart (median) has bars of ``bar_seconds``. Daily
+    and longer bars allow market closures: 1d matches a median spacing of 20 hours to 4 days
+    (2d: 44 hours to 5 days, and so on); intraday bars must match exactly."""
+    if bar_seconds >= _DAY_S:
+        lo, hi = _DAILY_SLACK
+        return bar_seconds - lo <= spacing <= bar_seconds + hi
+    return spacing == bar_seconds
+
+
+def bar_label(seconds: float) -> str:
+    """`1d`, `5m`, `1h`, `30s`, as a policy writes a bar size (daily data, with its weekend gaps,
+    is `1d`)."""
+    if _DAY_S - _DAILY_SLACK[0] <= seconds <= _DAY_S + _DAILY_SLACK[1]:
+        return "1d"
+    for unit, size in (("w", 7 * _DAY_S), ("d", _DAY_S), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 # -- columns and time ----------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from crowe.runtime import cli
-from crowe.runtime.data import DataError, Panel, align, load_bars, to_ns, write_bars
+from crowe.runtime.data import (DataError, Panel, align, bar_label, bar_spacing, load_bars,
+                                same_bar_size, to_ns, write_bars)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "examples" / "data"
@@ -183,6 +184,41 @@ def test_random_file_orders_give_the_same_panel(tmp_path):
         assert_same_panel(align({k: [v[i] for i in order] for k, v in table.items()}), expected)
 
 
+def test_instruments_without_volume_are_reported_and_stay_valid(tmp_path):
+    panel, report = load(tmp_path, volume=(7, 0.0))      # IBM: 0 on both of its bars
+    assert issues_of(report) == [("no_volume", None)]
+    issue = report.issues[0]
+    assert issue.symbol == "IBM" and issue.ts is None
+    assert "volume is 0 or missing on 2 of its 2 bars" in issue.message
+    assert "would never fill" in issue.message
+    assert panel.valid[1:, panel.symbols.index("IBM")].all()    # the bars stay usable
+    assert report.counts == {"no_volume": 1} and not report.ok
+    assert "all rows  IBM  -  no_volume: volume is 0" in report.render_text()
+
+    table = bars(volume=(0, 0.0))
+    table["volume"][2] = float("nan")                   # MSFT: 0, missing, 120
+    _, report = load_bars(write(tmp_path / "most.parquet", table))
+    assert issues_of(report) == [("no_volume", None), ("bad_volume", 2)]
+    assert report.issues[0].symbol == "MSFT" and "rarely fill" in report.issues[0].message
+    _, report = load(tmp_path)                          # IBM 0 on one bar of two: not most
+    assert report.ok
+
+
+def test_the_bar_size_of_the_data():
+    daily = np.array([to_ns(d) for d in ("2020-01-02", "2020-01-03", "2020-01-06",
+                                         "2020-01-07", "2020-01-08")])
+    assert bar_spacing(daily) == 86_400 and bar_spacing(daily[:1]) is None
+    weekly = daily[0] + np.arange(5) * 7 * DAY
+    assert bar_spacing(weekly) == 7 * 86_400
+    assert same_bar_size(86_400, 20 * 3600) and same_bar_size(86_400, 4 * 86_400)
+    assert not same_bar_size(86_400, 60) and not same_bar_size(86_400, 7 * 86_400)
+    assert same_bar_size(7 * 86_400, 7 * 86_400) and same_bar_size(300, 300)
+    assert not same_bar_size(300, 60) and not same_bar_size(60, 300)
+    assert [bar_label(x) for x in (60, 300, 3600, 5400, 86_400, 3 * 86_400, 7 * 86_400, 30,
+                                   0.5)] == ["1m", "5m", "1h", "90m", "1d", "1d", "1w", "30s",
+                                             "0.5s"]
+
+
 # -- filters -----------------------------------------------------------------------------------
 
 def test_date_filters_are_inclusive(tmp_path):
@@ -315,6 +351,13 @@ def test_check_exit_codes_and_json(tmp_path):
 
     text = crowe("data", "check", str(bad))
     assert text.returncode == 1 and "row 3  AAPL  2020-01-03  bad_price" in text.stdout
+
+    close_only = write(tmp_path / "close_only.parquet", bars(volume=(7, 0.0)))
+    text = crowe("data", "check", str(close_only))
+    assert text.returncode == 1 and "issues: 1 no_volume" in text.stdout
+    assert "IBM  -  no_volume: volume is 0 or missing on 2 of its 2 bars" in text.stdout
+    doc = json.loads(crowe("data", "check", str(close_only), "--format", "json").stdout)
+    assert doc["counts"] == {"no_volume": 1} and doc["issues"][0]["row"] is None
 
 
 @pytest.mark.parametrize("name", ["absent.parquet", "notes.txt"])

@@ -98,6 +98,39 @@ def test_chunked_backtest_is_the_one_shot_scan(example, size):
     assert_same_records(out, result.out)
     assert seen == [(min(s + size, panel.T), panel.T) for s in range(0, panel.T, size)]
     assert backtest(engine, panel, runner=runner).metrics.keys() == result.metrics.keys()
+    start = warm_start(engine, panel)        # a warm-up that ends inside a chunk, not at its end
+    assert_same_records(backtest(engine, panel, runner=runner, start=start).out,
+                        backtest(engine, panel, runner=example[2], start=start).out)
+
+
+def warm_start(engine, panel) -> int:
+    return min(engine.warmup + 101, panel.T - 40)
+
+
+def test_start_warms_up_without_trading_and_counts_from_it(example):
+    """`start`: the step sees the bars before it (no `warmup` reason from it on), no order is
+    sent before it (nothing fills up to and including it: the book is all cash), and the
+    records and metrics count from it."""
+    engine, panel, runner, _ = example
+    start = warm_start(engine, panel)
+    assert start >= engine.warmup
+    params, cash = engine.params(), 1e6      # Engine.from_policy's initial cash
+    _, full = runner(params, engine.init_carry(), panel_bars(panel), quiet=start)
+    assert not full["fill_qty"][:start + 1].any() and not full["positions"][:start + 1].any()
+    assert (full["equity"][:start + 1] == cash).all()
+    assert full["order_qty"][start:].any() and full["fill_qty"][start + 1:].any()
+
+    result = backtest(engine, panel, params, runner=runner, start=start)
+    assert_same_records(result.out, {k: v[start:] for k, v in full.items()})
+    assert result.ts[0] == panel.ts[start] and result.warmup_bars == start
+    assert result.metrics["bars"] == panel.T - start and result.out["equity"][0] == cash
+    warmup = 1 << engine.reasons.index("warmup")
+    assert not (result.out["reasons"] & warmup).any()
+    assert not (result.out["portfolio_reasons"] & warmup).any()
+    assert (full["reasons"][:engine.warmup] & warmup).any()
+    tables = result.tables()
+    assert tables["equity"].num_rows == panel.T - start
+    assert min(tables["fills"].column("ts").to_pylist()) > tables["equity"]["ts"][0].as_py()
 
 
 # -- the command line -----------------------------------------------------------------------------
