@@ -476,13 +476,19 @@ class Checker:
                            help="add e.g. `sizing: {method: kelly_tempered, lambda: 0.3}`, or "
                            "a `portfolio` optimizer")
         h = self.spec.signal.horizon if self.spec.signal is not None else None
-        if portfolio is None and h is not None and h.seconds is not None and \
+        if portfolio is None and self.node("signal", "horizon") is not None and \
+                h is not None and h.seconds is not None and \
                 h.bars(self.bar_seconds) not in (None, 1):
             self.diags.add("E0306", "a `horizon` of more than one bar changes nothing without a "
                            "portfolio optimizer",
                            self.key_span("signal", "horizon"), help="the optimizer scales the "
                            "covariance to the forecast's horizon; sizing methods read `mu` and "
                            "`sigma` as they are: remove it (say the horizon in a comment)")
+        if self.node("signal", "cost") is not None and "prob_edge" not in self.mentioned():
+            self.diags.add("E0306", "the cost hurdle changes nothing: no gate or rule reads "
+                           "`prob_edge`", self.key_span("signal", "cost"),
+                           help="`cost` enters only `prob_edge` = Phi((abs(mu) - cost) / sigma): "
+                           "gate on it (e.g. `edge: prob_edge > 0.55`) or remove `cost`")
         sigma = _literal_number(self.parse("signal", "sigma")) if self.node("signal", "sigma") \
             else None
         if sigma is not None and sigma <= 0:

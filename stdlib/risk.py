@@ -32,7 +32,9 @@ def tail_loss(w, history, window: int, confidence: float, es: bool):
     complete = last_bad <= pos - window
     incomplete = jnp.any((w != 0) & ~complete)
     losses = jnp.where(age < window, -(rows @ w), -jnp.inf)
-    k = min(max(math.ceil((1.0 - confidence) * window), 1), rows.shape[0])
+    # the tail holds ceil((1 - confidence) * window) losses; 1 - 0.95 is 0.05000000000000004
+    # in binary, so round off the representation error before the ceiling
+    k = min(max(math.ceil(round((1.0 - confidence) * window, 9)), 1), rows.shape[0])
     top = _largest(losses, k)                  # the k largest losses, largest first
     value = top.sum() / k if es else top[k - 1]
     return jnp.where(incomplete, jnp.nan, jnp.maximum(value, 0.0))

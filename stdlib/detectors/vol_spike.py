@@ -3,8 +3,9 @@
 this one.
 
 >>> import jax.numpy as jnp
+>>> from crowe.stdlib.component import Ctx
 >>> t = make(Settings(sigma=4, window=20, action="exclude"))
->>> s = t.init(None)
+>>> s = t.init(Ctx(1, 252.0, 1, (False,), (True,), (0,), 1, 1.0, 1.0))
 >>> _, _, s = t.update({"est": {"r1": jnp.array([0.0]), "vol20": jnp.array([0.01])}}, s, None)
 >>> out, _, s = t.update({"est": {"r1": jnp.array([0.05]), "vol20": jnp.array([0.02])}}, s, None)
 >>> bool(out["fired"][0])

@@ -11,7 +11,7 @@ complete window) is not allowed: it is scaled to zero (fail closed).
 >>> import jax.numpy as jnp
 >>> rows = jnp.array([[-0.04], [0.01], [-0.02], [0.03]])
 >>> hist = (rows, jnp.arange(4), jnp.array([-1]), jnp.asarray(10))
->>> t = make(Settings(confidence=0.75, window=4, max=0.01))
+>>> t = VAR.factory(Settings(confidence=0.75, window=4, max=0.01))
 >>> out, _, _ = t.update({"w": jnp.array([1.0]), "w_cur": jnp.zeros(1),
 ...                       "locked": jnp.zeros(1, bool), "est": {"history": hist}}, (), None)
 >>> round(float(out["w"][0]), 6), round(float(out["tail_loss"]), 6)

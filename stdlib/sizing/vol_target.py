@@ -7,7 +7,7 @@ the standard deviation of one-bar returns over ``vol_window`` bars (default 63).
 
 >>> import jax.numpy as jnp
 >>> from crowe.stdlib.component import Ctx
->>> ctx = Ctx(2, 4.0, 1, (False,) * 2, (True,) * 2, (0, 0), 1, 1.0)
+>>> ctx = Ctx(2, 4.0, 1, (False,) * 2, (True,) * 2, (0, 0), 1, 1.0, 1.0)
 >>> t = make(Settings(method="vol_target", vol_target=0.2, vol_window=20))
 >>> out, _, _ = t.update({"mu": jnp.array([1.0, -1.0]), "tradable": jnp.array([True, True]),
 ...                       "est": {"vol20": jnp.array([0.1, 0.05])}}, (), ctx)

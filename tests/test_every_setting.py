@@ -1,0 +1,362 @@
+"""Every setting the schema accepts does what it says, or it is refused.
+
+`schema_paths()` walks the policy schema (generated from the component registries) and lists
+every setting a policy can write. Each one must appear in `VARIANTS` (a change of that setting
+that must change the decisions of a backtest, or that the checker must refuse) or in `METADATA`
+(identity that the artifact records and that no decision reads). A setting added to the schema
+without behaviour, or without an entry here, fails `test_every_setting_is_covered`.
+"""
+from __future__ import annotations
+
+import copy
+import typing
+import types as pytypes
+
+import numpy as np
+import pytest
+import yaml
+from pydantic import BaseModel
+
+import simkit
+from crowe.dsl.policy import check_text
+from crowe.dsl.schema import PolicySpec, Rules
+from crowe.runtime.data import load_bars
+from crowe.runtime.engine import ParamError
+from crowe.stdlib.detectors import condition
+
+# -- the settings the schema accepts --------------------------------------------------------------
+
+
+def _members(tp) -> list:
+    if typing.get_origin(tp) is typing.Annotated:
+        return _members(typing.get_args(tp)[0])
+    if typing.get_origin(tp) in (typing.Union, pytypes.UnionType):
+        return [m for a in typing.get_args(tp) for m in _members(a)]
+    return [tp]
+
+
+def _is_model(tp) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _walk(tp, prefix: str, out: list) -> None:
+    models = [m for m in _members(tp) if _is_model(m)]
+    tag = next((k for k in ("method", "algo") if models and k in models[0].model_fields), None)
+    if tag is not None and prefix in ("sizing", "portfolio", "execution"):
+        shared = {n for n, f in models[0].model_fields.items()
+                  if all(m.model_fields.get(n) is not None and
+                         m.model_fields[n].annotation is f.annotation for m in models)}
+        shared.discard(tag)
+        if len(models) == 1:
+            shared = set()
+        for m in models:
+            name = typing.get_args(m.model_fields[tag].annotation)[0]
+            _walk_model(m, f"{prefix}[{name}]", out, skip={tag} | shared)
+        if shared:
+            _walk_model(models[0], f"{prefix}[*]", out, only=shared)
+        out.append(f"{prefix}.{tag}")
+        return
+    if models:
+        _walk_model(models[0], prefix, out)
+        return
+    plain = [m for m in _members(tp) if m is not type(None)]
+    t = plain[0] if plain else tp
+    if typing.get_origin(t) is dict:
+        value = typing.get_args(t)[1]
+        if any(_is_model(m) for m in _members(value)):
+            _walk(value, prefix + ".*", out)
+        else:
+            out.append(prefix + ".*")
+        return
+    out.append(prefix)
+
+
+def _walk_model(m, prefix: str, out: list, skip=(), only=None) -> None:
+    for n, f in m.model_fields.items():
+        if n in skip or (only is not None and n not in only):
+            continue
+        key = f.alias or n
+        _walk(f.annotation, f"{prefix}.{key}" if prefix else key, out)
+    if issubclass(m, Rules):
+        _walk_model(condition.Settings, prefix + ".*", out)
+
+
+def schema_paths() -> list[str]:
+    out: list[str] = []
+    _walk_model(PolicySpec, "", out)
+    return out
+
+
+# -- the policies the variants start from ---------------------------------------------------------
+
+SYMBOLS = ["AAPL", "GOOG", "IBM", "MSFT"]
+
+# The smallest policy: each variant adds the component under test to it, so that no other
+# component (a drawdown limit that halts for good, say) hides what the setting does.
+MIN = {
+    "policy": "walk", "version": "1.0.0", "owner": "CR-001",
+    "universe": {"symbols": SYMBOLS, "bar": "1d"},
+    "params": {"fast": {"default": 10, "range": [5, 30]},
+               "slow": {"default": 50, "range": [30, 120]}},
+    "features": {"r1": "ret(close, 1)", "vol": "stdev(r1, 20)",
+                 "trend": "mean(close, fast) / mean(close, slow) - 1"},
+    "signal": {"mu": "0.3 * trend * vol", "sigma": "vol"},
+    "sizing": {"method": "kelly_tempered", "lambda": 0.5},
+    "risk": {"gross_max": "150%", "position_max": "45%"},
+    "execution": {"algo": "market", "participation_cap": "2%"},
+    "stand_down": {"data_gap": {"max_missing": "10%", "action": "halt"}},
+}
+
+
+def plus(base: dict | None = None, **changes) -> dict:
+    """A copy of `base` (MIN) with settings set at dotted paths (`risk__net_max`: `__` for a
+    dot); None removes a setting."""
+    d = copy.deepcopy(MIN if base is None else base)
+    for path, value in changes.items():
+        keys = path.split("__")
+        node = d
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        if value is None:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = copy.deepcopy(value)
+    return d
+
+
+OPTIMIZED = plus(sizing=None, signal={"horizon": "5d", "mu": "0.5 * trend * vol", "sigma": "vol"},
+                 portfolio={"method": "mean_variance", "risk_aversion": 2,
+                            "turnover_penalty": "2bps", "l1_penalty": "1bps",
+                            "covariance": {"estimator": "ledoit_wolf", "window": 60},
+                            "iterations": 50})
+SECTORS = plus(universe__sectors={"AAPL": "hardware", "GOOG": "internet", "IBM": "hardware",
+                                  "MSFT": "software"}, risk__sector_max="70%")
+VAR = plus(risk__var={"confidence": "95%", "window": 60, "max": "3%"})
+ES = plus(risk__es={"confidence": "95%", "window": 60, "max": "4%"})
+INTRADAY = plus(risk__drawdown={"intraday": {"max": "3%", "action": "reduce(50%)",
+                                             "cooldown": "2d"}})
+FROM_PEAK = plus(risk__drawdown={"from_peak": {"max": "20%", "action": "halt",
+                                               "cooldown": "5d"}})
+TRAILING = plus(risk__trailing_stop={"multiple": 2, "window": 20, "action": "reduce(50%)",
+                                     "cooldown": "3d"})
+LIMIT = plus(execution={"algo": "limit", "participation_cap": "2%", "limit_offset": "10bps"})
+GAP = plus(stand_down__data_gap={"max_missing": "10%", "action": "halt", "cooldown": "2d"})
+SPIKE = plus(stand_down__vol_spike={"sigma": 3, "window": 20, "action": "exclude",
+                                    "cooldown": "2d"})
+STREAK = plus(stand_down__loss_streak={"losses": 3, "action": "reduce(50%)", "cooldown": "3d"})
+DIP = plus(stand_down__dip={"when": "r1 < -3%", "action": "exclude", "cooldown": "3d"})
+LOCATES = plus(compliance={"shorting": {"allowed": True, "locate_required": True,
+                                        "locates": ["GOOG", "IBM", "MSFT"]}})
+SIZES = {m: plus(sizing={"method": m, **extra}) for m, extra in (
+    ("vol_target", {"vol_target": "10%"}), ("equal", {}), ("inverse_vol", {}))}
+
+
+# Each entry: setting -> (base, variant, expectation[, panel]); the expectation is "changes"
+# (the variant's decisions differ from the base's) or "refused" (the checker refuses it); the
+# panel is "gappy" for the data-gap rule, which needs bars missing.
+VARIANTS = {
+    "universe.symbols": (MIN, plus(universe__symbols=SYMBOLS[:3]), "changes"),
+    "universe.bar": (MIN, plus(universe__bar="1h"), "changes"),
+    "universe.sectors.*": (SECTORS, plus(SECTORS, universe__sectors__MSFT="hardware"),
+                           "changes"),
+    "params.*.default": (MIN, plus(params__fast__default=20), "changes"),
+    "features.*": (MIN, plus(features__vol="stdev(r1, 40)"), "changes"),
+    "signal.horizon": (OPTIMIZED, plus(OPTIMIZED, signal__horizon="1d"), "changes"),
+    "signal.mu": (MIN, plus(signal__mu="0.6 * trend * vol"), "changes"),
+    "signal.sigma": (MIN, plus(signal__sigma="2 * vol"), "changes"),
+    "signal.cost": (plus(gates={"edge": "prob_edge > 0.51"}),
+                    plus(gates={"edge": "prob_edge > 0.51"}, signal__cost="10bps"), "changes"),
+    "gates.*": (MIN, plus(gates={"edge": "prob_edge > 0.6"}), "changes"),
+    "sizing.method": (MIN, SIZES["equal"], "changes"),
+    "sizing[kelly_tempered].lambda": (MIN, plus(sizing__lambda=0.2), "changes"),
+    "sizing[kelly_tempered].vol_target": (MIN, plus(sizing__vol_target="10%"), "changes"),
+    "sizing[*].vol_window": (SIZES["inverse_vol"],
+                             plus(SIZES["inverse_vol"], sizing__vol_window=20), "changes"),
+    "sizing[vol_target].vol_target": (SIZES["vol_target"],
+                                      plus(SIZES["vol_target"], sizing__vol_target="20%"),
+                                      "changes"),
+    "sizing[equal].vol_target": (SIZES["equal"], plus(SIZES["equal"], sizing__vol_target="5%"),
+                                 "changes"),
+    "sizing[equal].budget": (SIZES["equal"], plus(SIZES["equal"], sizing__budget="50%"),
+                             "changes"),
+    "sizing[inverse_vol].vol_target": (SIZES["inverse_vol"],
+                                       plus(SIZES["inverse_vol"], sizing__vol_target="5%"),
+                                       "changes"),
+    "sizing[inverse_vol].budget": (SIZES["inverse_vol"],
+                                   plus(SIZES["inverse_vol"], sizing__budget="50%"), "changes"),
+    "portfolio.method": (OPTIMIZED, plus(OPTIMIZED, portfolio__method="hrp"), "refused"),
+    "portfolio[mean_variance].risk_aversion": (
+        OPTIMIZED, plus(OPTIMIZED, portfolio__risk_aversion=20), "changes"),
+    "portfolio[mean_variance].turnover_penalty": (
+        OPTIMIZED, plus(OPTIMIZED, portfolio__turnover_penalty="50bps"), "changes"),
+    "portfolio[mean_variance].l1_penalty": (
+        OPTIMIZED, plus(OPTIMIZED, portfolio__l1_penalty="30bps"), "changes"),
+    "portfolio[mean_variance].long_only": (
+        OPTIMIZED, plus(OPTIMIZED, portfolio__long_only=True), "changes"),
+    "portfolio[mean_variance].covariance.estimator": (
+        OPTIMIZED, plus(OPTIMIZED, portfolio__covariance__estimator="sample"), "changes"),
+    "portfolio[mean_variance].covariance.window": (
+        OPTIMIZED, plus(OPTIMIZED, portfolio__covariance__window=30), "changes"),
+    "portfolio[mean_variance].iterations": (
+        OPTIMIZED, plus(OPTIMIZED, portfolio__iterations=3), "changes"),
+    "risk.position_max": (MIN, plus(risk__position_max="20%"), "changes"),
+    "risk.sector_max": (SECTORS, plus(SECTORS, risk__sector_max="40%"), "changes"),
+    "risk.net_max": (MIN, plus(risk__net_max="20%"), "changes"),
+    "risk.gross_max": (MIN, plus(risk__gross_max="80%"), "changes"),
+    "risk.var.confidence": (VAR, plus(VAR, risk__var__confidence="99%"), "changes"),
+    "risk.var.window": (VAR, plus(VAR, risk__var__window=30), "changes"),
+    "risk.var.max": (VAR, plus(VAR, risk__var__max="2%"), "changes"),
+    "risk.es.confidence": (ES, plus(ES, risk__es__confidence="99%"), "changes"),
+    "risk.es.window": (ES, plus(ES, risk__es__window=30), "changes"),
+    "risk.es.max": (ES, plus(ES, risk__es__max="3%"), "changes"),
+    "risk.drawdown.intraday.action": (
+        INTRADAY, plus(INTRADAY, risk__drawdown__intraday__action="flatten"), "changes"),
+    "risk.drawdown.intraday.cooldown": (
+        INTRADAY, plus(INTRADAY, risk__drawdown__intraday__cooldown="10d"), "changes"),
+    "risk.drawdown.intraday.max": (
+        INTRADAY, plus(INTRADAY, risk__drawdown__intraday__max="5%"), "changes"),
+    "risk.drawdown.from_peak.action": (
+        FROM_PEAK, plus(FROM_PEAK, risk__drawdown__from_peak__action="flatten"), "changes"),
+    "risk.drawdown.from_peak.cooldown": (
+        FROM_PEAK, plus(FROM_PEAK, risk__drawdown__from_peak__cooldown="60d"), "changes"),
+    "risk.drawdown.from_peak.max": (
+        FROM_PEAK, plus(FROM_PEAK, risk__drawdown__from_peak__max="30%"), "changes"),
+    "risk.drawdown.from_peak.reset_peak_after_cooldown": (
+        FROM_PEAK, plus(FROM_PEAK, risk__drawdown__from_peak__reset_peak_after_cooldown=True),
+        "changes"),
+    "risk.trailing_stop.action": (
+        TRAILING, plus(TRAILING, risk__trailing_stop__action="flatten"), "changes"),
+    "risk.trailing_stop.cooldown": (
+        TRAILING, plus(TRAILING, risk__trailing_stop__cooldown="10d"), "changes"),
+    "risk.trailing_stop.multiple": (
+        TRAILING, plus(TRAILING, risk__trailing_stop__multiple=1), "changes"),
+    "risk.trailing_stop.window": (
+        TRAILING, plus(TRAILING, risk__trailing_stop__window=40), "changes"),
+    "execution.algo": (MIN, plus(execution__algo="twap"), "refused"),
+    "execution[*].participation_cap": (MIN, plus(execution__participation_cap="0.01%"),
+                                       "changes"),
+    "execution[*].price": (MIN, plus(execution__price="vwap"), "changes"),
+    "execution[*].costs.commission": (MIN, plus(execution__costs={"commission": "10bps"}),
+                                      "changes"),
+    "execution[*].costs.half_spread": (MIN, plus(execution__costs={"half_spread": "10bps"}),
+                                       "changes"),
+    "execution[*].costs.impact": (MIN, plus(execution__costs={"impact": 1.0}), "changes"),
+    "execution[*].costs.borrow": (MIN, plus(execution__costs={"borrow": "5%"}), "changes"),
+    "execution[*].costs.financing": (MIN, plus(execution__costs={"financing": "20%"}),
+                                     "changes"),
+    "execution[*].max_orders_per_bar": (MIN, plus(execution__max_orders_per_bar=1), "changes"),
+    "execution[*].max_orders_per_minute": (MIN, plus(execution__max_orders_per_minute=1),
+                                           "changes"),
+    "execution[limit].limit_offset": (LIMIT, plus(LIMIT, execution__limit_offset="1%"),
+                                      "changes"),
+    "stand_down.data_gap.action": (
+        GAP, plus(GAP, stand_down__data_gap__action="flatten"), "changes", "gappy"),
+    "stand_down.data_gap.cooldown": (
+        GAP, plus(GAP, stand_down__data_gap__cooldown="20d"), "changes", "gappy"),
+    "stand_down.data_gap.max_missing": (
+        GAP, plus(GAP, stand_down__data_gap__max_missing="30%"), "changes", "gappy"),
+    "stand_down.vol_spike.action": (
+        SPIKE, plus(SPIKE, stand_down__vol_spike__action="reduce(50%)"), "changes"),
+    "stand_down.vol_spike.cooldown": (
+        SPIKE, plus(SPIKE, stand_down__vol_spike__cooldown="10d"), "changes"),
+    "stand_down.vol_spike.sigma": (SPIKE, plus(SPIKE, stand_down__vol_spike__sigma=2),
+                                   "changes"),
+    "stand_down.vol_spike.window": (SPIKE, plus(SPIKE, stand_down__vol_spike__window=60),
+                                    "changes"),
+    "stand_down.loss_streak.action": (
+        STREAK, plus(STREAK, stand_down__loss_streak__action="halt"), "changes"),
+    "stand_down.loss_streak.cooldown": (
+        STREAK, plus(STREAK, stand_down__loss_streak__cooldown="10d"), "changes"),
+    "stand_down.loss_streak.losses": (
+        STREAK, plus(STREAK, stand_down__loss_streak__losses=2), "changes"),
+    "stand_down.*.action": (DIP, plus(DIP, stand_down__dip__action="reduce(90%)"), "changes"),
+    "stand_down.*.cooldown": (DIP, plus(DIP, stand_down__dip__cooldown="20d"), "changes"),
+    "stand_down.*.when": (DIP, plus(DIP, stand_down__dip__when="r1 < -1%"), "changes"),
+    "compliance.restricted": (MIN, plus(compliance__restricted=["GOOG"]), "changes"),
+    "compliance.shorting.allowed": (MIN, plus(compliance__shorting={"allowed": False}),
+                                    "changes"),
+    "compliance.shorting.locate_required": (
+        LOCATES, plus(LOCATES, compliance__shorting__locate_required=False), "changes"),
+    "compliance.shorting.locates": (
+        LOCATES, plus(LOCATES, compliance__shorting__locates=["IBM"]), "changes"),
+    "compliance.max_order_shares": (MIN, plus(compliance__max_order_shares=500), "changes"),
+    "compliance.max_order_notional": (MIN, plus(compliance__max_order_notional=2e4),
+                                      "changes"),
+}
+
+# Identity and documentation: recorded in the artifact's manifest, read by no decision.
+METADATA = {"policy", "version", "owner", "description", "params.*.doc"}
+# Settings whose behaviour is a refusal at run time, proven here by calling it.
+BOUNDS = {"params.*.range"}
+
+
+# -- the tests ------------------------------------------------------------------------------------
+
+def test_every_setting_is_covered():
+    paths = schema_paths()
+    assert len(paths) == len(set(paths))
+    missing = sorted(set(paths) - set(VARIANTS) - METADATA - BOUNDS)
+    stale = sorted((set(VARIANTS) | METADATA | BOUNDS) - set(paths))
+    assert not missing, f"settings without a test of their behaviour: {missing}"
+    assert not stale, f"tests of settings the schema no longer has: {stale}"
+
+
+@pytest.fixture(scope="module")
+def panels():
+    from crowe.runtime.bundled import default_data
+    p, _ = load_bars(default_data(SYMBOLS), start="2005-01-01", end="2009-06-30",
+                     symbols=SYMBOLS)
+    valid = np.array(p.valid)
+    valid[300:306, 1] = False            # one instrument in four missing for six bars
+    valid[700:703, 2] = False
+    gappy = simkit.Panel(ts=p.ts, symbols=p.symbols, valid=valid,
+                         **{f: np.where(valid, getattr(p, f), np.nan)
+                            for f in ("open", "high", "low", "close", "volume")})
+    return {"bundled": p, "gappy": gappy}
+
+
+_RUNS: dict[str, dict] = {}
+
+
+def decisions(policy: dict, panel, key: str) -> dict:
+    key = key + yaml.safe_dump(policy, sort_keys=True)
+    if key not in _RUNS:
+        symbols = policy["universe"]["symbols"]
+        sim = simkit.Sim.of(policy, symbols)
+        _RUNS[key] = sim.run(panel.select(symbols))
+    return _RUNS[key]
+
+
+def _same(a: dict, b: dict) -> bool:
+    keys = ("order_qty", "limit_price", "fill_qty", "fill_price", "weights", "trading_state",
+            "reasons", "portfolio_reasons", "equity")
+    return all(a[k].shape == b[k].shape and np.array_equal(a[k], b[k], equal_nan=True)
+               for k in keys)
+
+
+@pytest.mark.parametrize("path", sorted(VARIANTS))
+def test_setting_changes_the_decisions_or_is_refused(path, panels):
+    base, variant, expect, *which = VARIANTS[path]
+    text = yaml.safe_dump(variant, sort_keys=False)
+    result = check_text(text, "<variant>")
+    if expect == "refused":
+        assert not result.ok, f"`{path}`: the variant checks clean"
+        assert any(d.code in ("E0305", "E0306") for d in result.errors), result.errors
+        return
+    assert result.ok, "\n".join(str(d) for d in result.errors)
+    if path == "universe.bar":
+        # a bar size is a promise about the data: it converts every duration to bars, and a
+        # run on data of another bar size is refused (tests/test_run.py)
+        assert result.policy.bar_seconds == 3600 != simkit.check(base).bar_seconds
+        return
+    which = which[0] if which else "bundled"
+    panel = panels[which]
+    assert not _same(decisions(base, panel, which), decisions(variant, panel, which)), \
+        f"`{path}` changed nothing on the bundled data"
+
+
+def test_parameter_ranges_refuse_values_outside_them():
+    engine = simkit.Sim.of(MIN, SYMBOLS).engine
+    engine.params({"fast": 30})
+    with pytest.raises(ParamError):
+        engine.params({"fast": 31})
