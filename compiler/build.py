@@ -10,6 +10,7 @@ from crowe.dsl import ast as A
 from crowe.dsl.check import CheckedPolicy
 from crowe.dsl.quantity import SECONDS
 from crowe.dsl.types import DIMENSIONLESS, DType, Kind, Type
+from crowe.stdlib import bars
 
 from . import ir
 
@@ -74,7 +75,7 @@ class Builder:
 
     def name(self, e: A.Name) -> ir.Node:
         n = e.id
-        if n in ("open", "high", "low", "close", "volume"):
+        if n in bars.FIELDS:
             return ir.Field(self.type_of(e), n, span=e.span)
         if n in self.p.params:
             return ir.Param(self.type_of(e), n, span=e.span)

@@ -201,14 +201,14 @@ def compiler_digest() -> str:
 
 # -- the command line's entry -----------------------------------------------------------------
 
-def compile_file(result, source: bytes, output: str | None, data: str | None,
+def compile_file(result, source: bytes, output: str | None, universe: tuple,
                  sign_key: str | None) -> str:
     """Compile a policy that checked clean (`crowe.dsl.policy.CheckResult` of `source`) into
-    an artifact on disk; returns a one-line summary. Raises `CompileError` for anything the
-    user can fix."""
+    an artifact on disk, bound to `universe` = (symbols, where they came from); returns a
+    one-line summary. Raises `CompileError` for anything the user can fix."""
     policy = result.policy
     signer = _signer(sign_key)
-    symbols, origin = universe_symbols(policy, data)
+    symbols, origin = universe
     blob = build(policy, source, symbols, origin, signer)
     out = Path(output or f"{Path(result.path).stem}.cpol")
     try:
@@ -222,27 +222,6 @@ def compile_file(result, source: bytes, output: str | None, data: str | None,
     signed = f", signed by {signer.name} as author" if signer else ""
     return (f"wrote {out}: {policy.spec.policy} {policy.spec.version}, {len(symbols)} symbols, "
             f"manifest sha256 {digest[:16]}{signed}")
-
-
-def universe_symbols(policy: CheckedPolicy, data: str | None) -> tuple[tuple[str, ...], str]:
-    """The universe the step is bound to, in the order the backtest uses (sorted), and where
-    it came from: the policy's list, or the symbols of a bar file."""
-    listed = policy.spec.universe.symbols
-    if listed != "from_data":
-        return tuple(sorted(set(listed))), "policy"
-    # bar files are read by the runtime's reader: the one import of the runtime left here
-    # (PENDING in tests/test_layering.py)
-    from crowe.runtime.bundled import default_data
-    from crowe.runtime.data import DataError, load_bars
-    path = data if data is not None else default_data("from_data")
-    if path is None:
-        raise CompileError("the universe is `from_data` and no bundled data file exists; "
-                           "pass one with --data")
-    try:
-        panel, _ = load_bars(path)
-    except DataError as e:
-        raise CompileError(str(e)) from None
-    return tuple(panel.symbols), "data"
 
 
 def _signer(sign_key: str | None):

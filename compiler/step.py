@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
+from crowe.stdlib import bars
 from crowe.stdlib import components as reg
 from crowe.stdlib import market as mk
 from crowe.stdlib.component import Ctx, chain
@@ -163,8 +164,7 @@ class StepBuilder:
 
     def step(self, params: dict, state: dict, bar: dict):
         ok = _valid(bar)
-        fields = {k: jnp.where(ok, bar[k], jnp.nan) for k in ("open", "high", "low", "close",
-                                                              "volume")}
+        fields = {k: jnp.where(ok, bar[k], jnp.nan) for k in bars.FIELDS}
         seen = state["seen"] | ok
         book, last_close, borrow, E, costs, traded = self.book(state, bar, ok)
         vals, xstate = self.low.evaluate(params, state["x"], fields, state["t"], ok)
@@ -333,7 +333,7 @@ class StepBuilder:
 
 def _valid(bar):
     ok = bar["valid"]
-    for k in ("open", "high", "low", "close"):
+    for k in bars.PRICES:
         ok = ok & jnp.isfinite(bar[k]) & (bar[k] > 0)
     return ok & jnp.isfinite(bar["volume"]) & (bar["volume"] >= 0)
 

@@ -134,6 +134,14 @@ class Checker:
         n = self.node(section)
         return n.keys() if isinstance(n, MapNode) else []
 
+    def quiet_parse(self, *path) -> A.Expr | None:
+        """The expression at a path, its syntax errors left to the check that reports them."""
+        diags, self.diags = self.diags, Diagnostics()
+        try:
+            return self.parse(*path)
+        finally:
+            self.diags = diags
+
     def parse(self, *path) -> A.Expr | None:
         n = self.node(*path)
         if not isinstance(n, ScalarNode) or n.value is None:
@@ -489,8 +497,7 @@ class Checker:
                            "`prob_edge`", self.key_span("signal", "cost"),
                            help="`cost` enters only `prob_edge` = Phi((abs(mu) - cost) / sigma): "
                            "gate on it (e.g. `edge: prob_edge > 0.55`) or remove `cost`")
-        sigma = _literal_number(self.parse("signal", "sigma")) if self.node("signal", "sigma") \
-            else None
+        sigma = _literal_fraction(self.quiet_parse("signal", "sigma"))
         if sigma is not None and sigma <= 0:
             self.diags.add("E0510", "a predictive standard deviation of 0 or less can never "
                            "trade", self.span("signal", "sigma"),
@@ -874,8 +881,12 @@ def _literal_number(e: A.Expr) -> float | None:
 
 
 def _literal_fraction(e: A.Expr) -> float | None:
+    sign = 1.0
+    while isinstance(e, A.Unary) and e.op in "+-":
+        sign *= -1.0 if e.op == "-" else 1.0
+        e = e.operand
     if isinstance(e, A.Number) and e.suffix in (None, "%", "bps"):
-        return e.magnitude * {None: 1.0, "%": 0.01, "bps": 1e-4}[e.suffix]
+        return sign * e.magnitude * {None: 1.0, "%": 0.01, "bps": 1e-4}[e.suffix]
     return None
 
 

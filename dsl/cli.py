@@ -91,9 +91,11 @@ def run_compile(path: str, output: str | None, data: str | None, sign_key: str |
         run_check((path,), fmt)
         return 1
     from crowe.compiler.export import CompileError, compile_file   # JAX only from here on
+    from crowe.runtime.bundled import UniverseError, universe_symbols
     try:
-        written = compile_file(result, source, output, data, sign_key)
-    except CompileError as e:
+        universe = universe_symbols(result.policy, data)
+        written = compile_file(result, source, output, universe, sign_key)
+    except (CompileError, UniverseError) as e:
         click.echo(f"error: {e}", err=True)
         return 2
     click.echo(written)

@@ -181,7 +181,7 @@ def _long(result: BacktestResult, columns: dict, keep) -> pa.Table:
 
 def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
     o, flag_names = result.out, result.engine.reasons
-    from crowe.compiler.step import STATES
+    from crowe.stdlib.states import STATES
     equity = pa.table({
         "ts": _ts(result.ts), "equity": o["equity"], "cash": o["cash"], "gross": o["gross"],
         "net": o["net"], "costs": o["costs"], "borrow": o["borrow"],

@@ -25,3 +25,25 @@ def default_data(symbols) -> Path | None:
         if symbols == "from_data" or set(symbols) <= symbols_in(path):
             return path
     return None
+
+
+class UniverseError(Exception):
+    """A `from_data` universe whose bar file cannot be found or read."""
+
+
+def universe_symbols(policy, data: str | None) -> tuple[tuple[str, ...], str]:
+    """The universe the step is bound to, in the order the backtest uses (sorted), and where
+    it came from: the policy's list, or the symbols of a bar file."""
+    listed = policy.spec.universe.symbols
+    if listed != "from_data":
+        return tuple(sorted(set(listed))), "policy"
+    from .data import DataError, load_bars
+    path = data if data is not None else default_data("from_data")
+    if path is None:
+        raise UniverseError("the universe is `from_data` and no bundled data file exists; "
+                            "pass one with --data")
+    try:
+        panel, _ = load_bars(path)
+    except DataError as e:
+        raise UniverseError(str(e)) from None
+    return tuple(panel.symbols), "data"

@@ -50,8 +50,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from crowe.stdlib import bars
+
 COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
-FIELDS = ("open", "high", "low", "close", "volume")
+FIELDS = bars.FIELDS
 ISSUE_KINDS = ("missing", "unsorted", "duplicate", "bad_price", "bad_volume", "ohlc",
                "no_volume")
 OHLC_RTOL = 1e-9  # float rounding only: a real inconsistency is far larger

@@ -22,10 +22,11 @@ from crowe.compiler.step import StepBuilder, Universe
 from crowe.dsl.check import CheckedPolicy
 
 from crowe.stdlib import market as mk
+from crowe.stdlib import bars
 
 jax.config.update("jax_enable_x64", True)
 
-BAR_FIELDS = ("open", "high", "low", "close", "volume")
+BAR_FIELDS = bars.FIELDS
 RECORD = ("equity", "cash", "gross", "net", "trading_state", "portfolio_reasons", "costs",
           "traded_notional", "borrow", "tail_loss")
 RECORD_N = ("weights", "order_qty", "limit_price", "positions", "reasons", "mu", "sigma",

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from crowe.stdlib import bars
 from crowe.dsl.types import (DIMENSIONLESS, DType, Kind, Type, Unit)
 
 _REQUIRED = object()
@@ -185,8 +186,7 @@ FUNCTIONS: dict[str, Signature] = {s.name: s for s in [
 ]}
 
 # Names a policy may use as values, by where they may appear.
-BAR_FIELDS: dict[str, str] = {"open": "price", "high": "price", "low": "price",
-                              "close": "price", "volume": "shares"}
+BAR_FIELDS: dict[str, str] = dict(bars.UNITS)
 SIGNAL_NAMES = ("mu", "sigma", "prob_edge")
 
 # Stand-down actions: name -> whether it takes a fraction argument.

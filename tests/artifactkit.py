@@ -11,7 +11,8 @@ from pathlib import Path
 from crowe.compiler.artifact import container as ct
 from crowe.compiler.artifact import keys as ks
 from crowe.compiler.artifact import signatures as sg
-from crowe.compiler.export import build, universe_symbols
+from crowe.compiler.export import build
+from crowe.runtime.bundled import universe_symbols
 from crowe.dsl.policy import check_bytes
 from crowe.runtime.bundled import default_data
 from crowe.runtime.data import load_bars

@@ -127,3 +127,38 @@ def test_two_labels_on_one_line_share_it():
 def test_one_broken_gate_does_not_hide_another():
     result = check("  calm: vol < 5%", "  calm: [vol]\n  edge: prob_edge > theta")
     assert sorted(codes(result)) == ["E0303", "E0401"]
+
+
+@pytest.mark.parametrize("old, new, code", [
+    ("sigma: vol", "sigma: 0", "E0510"),                          # can never trade
+    ("sigma: vol", "sigma: -1%", "E0510"),
+    ("sizing: {method: equal}", "sizing: {method: inverse_vol, vol_window: 1}", "E0304"),
+    ("sizing: {method: equal}", "sizing: {method: equal, vol_window: 20}", "E0304"),   # unread
+    ("sizing: {method: equal}", "sizing: {method: equal, lambda: 0.3}", "E0301"),
+    ("execution: {algo: market}", "execution: {algo: market, limit_offset: 3bps}", "E0301"),
+    ("execution: {algo: market}", "execution: {algo: pov}", "E0306"),
+    ("execution: {algo: market}", "execution: {algo: market, remainder: carry}", "E0306"),
+    ("sizing: {method: equal}", "portfolio: {method: risk_parity}", "E0306"),
+    ("horizon: 1d", "horizon: 5d", "E0306"),                      # nothing reads it
+    ("bar: 1d}", "bar: 1d, calendar: XNYS}", "E0306"),
+    ("restricted: [IBM]", "restricted: [IBM]\n  wash_trade_prevention: true", "E0306"),
+    ("max: 10%, action: halt}", "max: 10%, action: halt, method: parametric}", "E0301"),
+])
+def test_settings_without_behaviour_or_that_can_never_trade_are_refused(old, new, code):
+    result = check(old, new)
+    assert code in codes(result), codes(result)
+    assert all(d.help for d in result.errors if d.code in ("E0301", "E0306"))
+
+
+def test_a_setting_of_another_method_names_its_owner():
+    result = check("sizing: {method: equal}", "sizing: {method: kelly_tempered, lambda: 0.3, "
+                   "budget: 50%}")
+    (d,) = [d for d in result.errors if d.code == "E0301"]
+    assert "`budget`" in d.message and "`kelly_tempered`" in d.message
+    assert "`equal`" in d.help and "`inverse_vol`" in d.help
+
+
+def test_sizing_and_portfolio_together_are_refused():
+    result = check("sizing: {method: equal}", "sizing: {method: equal}\nportfolio: "
+                   "{method: mean_variance}")
+    assert "E0314" in codes(result)

@@ -193,7 +193,7 @@ def test_cse_in_a_compiled_policy():
     p = simkit.check(simkit.policy_dict(
         features={"r1": "ret(close, 1)", "a": "mean(r1, 20) / stdev(r1, 5)",
                   "b": "mean(r1, 20) - stdev(r1, 5)"},
-        signal={"horizon": "1d", "mu": "a * 0.01", "sigma": "stdev(r1, 2)"},
+        signal={"horizon": "1d", "mu": "a * 0.01", "sigma": "stdev(r1, 20)"},
         gates={"g": "b > 0"}))
     pir = to_ir(p)
     means = [n for n in simkit.nodes_of(pir.roots) if isinstance(n, ir.Rolling)
@@ -202,9 +202,9 @@ def test_cse_in_a_compiled_policy():
     mu, g = pir.roots["signal"]["mu"], pir.roots["gates"]["g"]
     assert mu.a.a is g.a.a is means[0]
     # the policy's r1 and the built-in one-bar return are one node; so are the policy's
-    # stdev(r1, 2) and the sizing volatility (vol_window 2)
+    # stdev(r1, 20) and the market model's impact volatility (20 bars)
     assert pir.roots["aux"]["r1"] is means[0].x
-    assert pir.roots["aux"]["vol"] is pir.roots["signal"]["sigma"]
+    assert pir.roots["aux"]["impact_vol"] is pir.roots["signal"]["sigma"]
     fields = [n for n in simkit.nodes_of(pir.roots) if isinstance(n, ir.Field)]
     assert sorted(f.name for f in fields) == ["close", "volume"]
     assert pir.merged == count_duplicates(pir.roots) > 0

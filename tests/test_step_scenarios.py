@@ -339,3 +339,36 @@ def test_no_decision_depends_on_a_later_bar(timing):
     for name, rec in out.items():
         np.testing.assert_array_equal(other[name][:k + 1], rec[:k + 1], err_msg=name)
     assert not np.array_equal(other["equity"][k + 1:], out["equity"][k + 1:])
+
+
+# -- a component needs only what it reads; the warm-up follows the run's parameters ----------------
+
+def test_equal_sizing_trades_through_a_stretch_of_unchanged_prices():
+    """`equal` reads no volatility: prices that stop moving (a volatility of 0) do not make it
+    go flat."""
+    rng = np.random.default_rng(21)
+    T, N = 80, 3
+    close = constant_after(rng, T, N, 30)
+    panel = simkit.make_panel(close, volume=np.full((T, N), 1e6))
+    policy = simkit.policy_dict(signal={"horizon": "1d", "mu": "1% + 0 * r1", "sigma": "1%"})
+    out = simkit.Sim.of(policy, panel.symbols, CASH).run(panel)
+    assert np.all(np.abs(out["weights"][40:]).sum(1) > 0.99)
+
+
+def test_the_warm_up_follows_the_parameters_a_run_uses():
+    rng = np.random.default_rng(22)
+    T, N = 120, 2
+    panel = simkit.ohlc_panel(rng, simkit.random_walk(rng, T, N, vol=0.01), volume=np.full((T, N),
+                                                                                          1e7))
+    policy = simkit.policy_dict(
+        params={"slow": {"default": 50, "range": [10, 80]}},
+        features={"r1": "ret(close, 1)", "avg": "mean(r1, slow)"},
+        signal={"horizon": "1d", "mu": "1% + 0 * avg", "sigma": "1%"})
+    sim = simkit.Sim.of(policy, panel.symbols, CASH)
+    warm = simkit.flag(sim.engine, "warmup")
+    for slow in (50, 20, 80):
+        out = sim.run(panel, sim.engine.params({"slow": slow}))
+        waiting = (out["reasons"][:, 0] & warm) != 0
+        # `mean(r1, slow)` reads `slow` past closes: defined from bar `slow` on
+        assert waiting[:slow].all() and not waiting[slow:].any(), slow
+        assert np.flatnonzero(out["order_qty"][:, 0])[0] == slow

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from crowe.stdlib.states import STATES
+
 from .checkpoint import atomic_write
 
 CONTROL, STATUS, EVENTS = "control.json", "status.json", "events.jsonl"
-OVERRIDES = {"ACTIVE": 0, "HALTED": 2, "FLATTENING": 3}
+OVERRIDES = {name: STATES.index(name) for name in ("ACTIVE", "HALTED", "FLATTENING")}
 
 
 def read_control(state_dir: Path) -> dict:

@@ -14,9 +14,11 @@ from typing import IO, Iterator, Protocol
 
 import numpy as np
 
+from crowe.stdlib import bars
+
 from ..data import DataError, load_bars, to_ns
 
-FIELDS = ("open", "high", "low", "close", "volume")
+FIELDS = bars.FIELDS
 
 
 @dataclass(frozen=True)

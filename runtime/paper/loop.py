@@ -28,6 +28,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from crowe.stdlib.states import STATES
+
 from ..backtest import make_bar_runner
 from ..engine import Engine
 from . import checkpoint as ck
@@ -36,7 +38,7 @@ from .feed import Bar, Refused
 from .journal import (GENESIS, Journal, JournalWriteError, check_chain, decision_digest,
                       finite, record_hash)
 
-STATE_NAMES = ("ACTIVE", "REDUCING", "HALTED", "FLATTENING")
+STATE_NAMES = STATES
 
 
 class PaperError(Exception):
