@@ -104,7 +104,9 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
     return _partial(data, broken)
 
 
-_UNIONS = {"sizing": reg.SIZING, "execution": reg.EXECUTION}
+# The sections that choose a component by name; with two or more registered, pydantic puts the
+# chosen name in an error's location.
+_UNIONS = {"sizing": reg.SIZING, "portfolio": reg.PORTFOLIO, "execution": reg.EXECUTION}
 
 
 def _untag(err: dict) -> dict:
@@ -415,8 +417,7 @@ def _unknown_choice(where: tuple, tag, ctx: dict, span: Span, root: MapNode,
     """An unknown method or algorithm: say whether it is planned, and what to use."""
     if not where or where[0] not in _SECTION_WORD:
         return False
-    registry = {"sizing": reg.SIZING, "portfolio": reg.PORTFOLIO,
-                "execution": reg.EXECUTION}[where[0]]
+    registry = _UNIONS[where[0]]
     if isinstance(tag, str) and where + (tag,) in reg.NOT_AVAILABLE:
         diags.add("E0306", f"the {_SECTION_WORD[where[0]]} `{tag}` is not available",
                   _tag_span(root, where, span), help=reg.NOT_AVAILABLE[where + (tag,)])
@@ -454,7 +455,7 @@ def _not_available(err: dict, path: list, root, source, diags) -> bool:
 
 def _other_owner(err: dict, path: list, root, source, diags) -> bool:
     """A setting of another method (or rule) than the one chosen: name the ones it belongs to."""
-    if len(path) < 2 or path[0] not in ("sizing", "execution", "stand_down"):
+    if len(path) < 2 or path[0] not in (*_UNIONS, "stand_down"):
         return False
     key = str(path[-1])
     if path[0] == "stand_down":
