@@ -24,6 +24,7 @@ CODES = {
     "E0002": "the file is larger than a policy may be (1 MiB)",
     "E0003": "the file is not valid UTF-8",
     "E0004": "the file contains a NUL byte",
+    "E0005": "a digit that is not one of the ASCII digits 0-9",
     "E0101": "the text is not well-formed YAML",
     "E0102": "a key appears twice in one mapping",
     "E0103": "a YAML anchor or alias",

@@ -28,6 +28,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from .ast import Bool, BoolOp, Call, Compare, Expr, IfElse, Keyword, Name, Number, Unary
 from .ast import Binary, children
 from .diagnostics import Diagnostics, Label, did_you_mean
+from .quantity import describe_char, foreign_digit_help
 from .source import SourceFile, Span
 
 MAX_LENGTH = 4000
@@ -156,6 +157,10 @@ def _tokens(text: str) -> list[Token]:
 
 def _bad_character(text: str, pos: int, spanner: Spanner, diags: Diagnostics) -> None:
     ch = text[pos]
+    if not ch.isascii() and ch.isnumeric():  # the same report as the YAML reader's
+        diags.add("E0005", f"{describe_char(ch)} is not one of the digits 0-9", spanner(pos, pos + 1),
+                  label="not 0-9", help=foreign_digit_help(text))
+        return
     shown = ch if ch.isprintable() and not ch.isspace() else ascii(ch)[1:-1]
     diags.add("E0201", f"unexpected character `{shown}`", spanner(pos, pos + 1),
               help=_CHAR_HELP.get(ch, _DEFAULT_CHAR_HELP))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from .check import CheckedPolicy, Checker
 from .diagnostics import Diagnostic, Diagnostics, suggestion
 from .files import read_limited
+from .quantity import NOT_ASCII_DIGIT
 from crowe.stdlib import components as reg
 
 from .schema import PolicySpec, Rules
@@ -70,7 +71,17 @@ def check_bytes(data: bytes, path: str) -> CheckResult:
         spec = validate(root, source, diags)
         if spec is not None:
             policy = Checker(source, root, spec, diags).run()
-    return CheckResult(path, source, policy if not diags.has_errors else None, diags.sorted())
+    return CheckResult(path, source, policy if not diags.has_errors else None,
+                       _once_per_digit(diags.sorted()))
+
+
+def _once_per_digit(found: list[Diagnostic]) -> list[Diagnostic]:
+    """A digit such as `৪` reported by the YAML reader (`E0005`, at the character) is not
+    reported again by a reader of the value it is in (`E0304`, at the whole value)."""
+    digits = [d.span for d in found if d.code == "E0005"]
+    return [d for d in found if d.code == "E0005" or NOT_ASCII_DIGIT not in d.message or
+            not any(d.span.file == s.file and d.span.start <= s.start < d.span.end
+                    for s in digits)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +99,7 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
     # A value the YAML reader already reported (`yes`, `0250`, `12:30`, an alias) is not
     # reported again for what it became.
     read_wrong = {(d.span.start, d.span.end) for d in diags.errors}
+    foreign = [d.span.start for d in diags.errors if d.code == "E0005"]  # a digit such as `৪`
     seen: set[tuple] = set()
     broken = {err["loc"][0] for err in errors if err["loc"]}
     errors = [_untag(err) for err in errors]
@@ -97,7 +109,8 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
         key = (tuple(path), err["type"] in ("missing", "extra_forbidden"))
         if key in seen or _outdone(err, path, places):
             continue  # one report per place: a union reports each alternative
-        if node is not None and (node.span.start, node.span.end) in read_wrong:
+        if node is not None and ((node.span.start, node.span.end) in read_wrong or
+                                 any(node.span.start <= f < node.span.end for f in foreign)):
             continue
         seen.add(key)
         _report(err, path, node, root, source, diags)

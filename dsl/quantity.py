@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 
-_NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(%|bps)?\s*$")
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+# `[0-9]`, not `\d`: `\d`, `int()` and `float()` also read other scripts' digits (`1৪%` would be
+# 14%, with a Bengali four that looks like an 8), so text with one is refused first.
+_NUMBER = re.compile(
+    r"^\s*([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*(%|bps)?\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+)\s*(s|m|h|d|w)\s*$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
 
@@ -22,6 +26,51 @@ class QuantityError(ValueError):
     def __init__(self, message: str, help: str | None = None) -> None:
         super().__init__(message)
         self.help = help
+
+
+def foreign_digit(text: str) -> int | None:
+    """The index of the first character of `text` that reads as a digit or number but is not
+    one of the ASCII digits 0-9 (`৪`, `４`, `²`, `½`), or None."""
+    for i, ch in enumerate(text):
+        if ch > "\x7f" and ch.isnumeric():
+            return i
+    return None
+
+
+def describe_char(ch: str) -> str:
+    """`৪` (`U+09EA BENGALI DIGIT FOUR`)."""
+    return f"`{ch}` (`U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed character')}`)"
+
+
+def ascii_digits(text: str) -> str | None:
+    """`text` with each non-ASCII decimal digit replaced by its ASCII digit, or None when a
+    non-ASCII numeric character has no single digit value (`½`)."""
+    out = []
+    for ch in text:
+        if ch > "\x7f" and ch.isnumeric():
+            value = unicodedata.decimal(ch, None)
+            if value is None:
+                return None
+            ch = str(value)
+        out.append(ch)
+    return "".join(out)
+
+
+def foreign_digit_help(text: str) -> str:
+    fixed = ascii_digits(text)
+    return "numbers are written with the digits 0-9 only" + (
+        f": write `{fixed}`" if fixed is not None else "")
+
+
+def check_ascii_digits(text: str) -> None:
+    """Raise `QuantityError` naming the first non-ASCII digit of `text` and its position."""
+    i = foreign_digit(text)
+    if i is not None:
+        raise QuantityError(f"`{text}` has {describe_char(text[i])} at character {i + 1}, "
+                            f"{NOT_ASCII_DIGIT}", foreign_digit_help(text))
+
+
+NOT_ASCII_DIGIT = "which is not one of the digits 0-9"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +103,7 @@ def fraction(value: object) -> float:
     if isinstance(value, (int, float)):
         out = to_float(value)
     elif isinstance(value, str):
+        check_ascii_digits(value)
         m = _NUMBER.match(value)
         if not m:
             raise QuantityError(f"`{value}` is not a number", "write e.g. `0.5`, `50%` or `3bps`")
@@ -87,6 +137,7 @@ def duration(value: object) -> Duration:
             raise QuantityError("a duration must be positive")
         return Duration(value, "bar")
     if isinstance(value, str):
+        check_ascii_digits(value)
         m = _DURATION.match(value)
         if m:
             count = int(m.group(1))

@@ -30,6 +30,7 @@ from decimal import Decimal
 import yaml
 
 from .diagnostics import Diagnostics, Label
+from .quantity import describe_char, foreign_digit, foreign_digit_help
 from .source import SourceFile, Span
 
 MAX_BYTES = 1 << 20
@@ -481,7 +482,23 @@ def _make_scalar(source: SourceFile, event: yaml.ScalarEvent, start: int, end: i
         value = event.value
         verbatim = style in "'\"" and raw[1:-1] == event.value
         offset = start + 1 if verbatim else None
+    if style is None or style in "'\"":
+        _foreign_digit(source, event.value, raw, start, diags)
     return ScalarNode(span, value, raw, style, offset)
+
+
+def _foreign_digit(source: SourceFile, text: str, raw: str, start: int,
+                   diags: Diagnostics) -> None:
+    """Report a digit of another script (`1৪%`, `２５０`) in a value that is otherwise ASCII: it
+    looks like a number a reviewer can read, but is not the number they read. Text in another
+    script (a description) is left alone."""
+    i = foreign_digit(text)
+    if i is None or not all(c.isascii() or c.isnumeric() for c in text):
+        return
+    at = raw.find(text[i])
+    where = source.span(start + at, start + at + 1) if at >= 0 else source.span(start)
+    diags.add("E0005", f"{describe_char(text[i])} is not one of the digits 0-9", where,
+              label="not 0-9", help=foreign_digit_help(text))
 
 
 _NULLS = {"", "~", "null", "Null", "NULL"}

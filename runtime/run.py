@@ -132,8 +132,9 @@ def parse_params(items: tuple[str, ...]) -> dict[str, float]:
             raise RunError(f"`--param {item}` is not NAME=VALUE")
         try:
             out[name.strip()] = fraction(value.strip())
-        except QuantityError:
-            raise RunError(f"`--param {item}`: `{value}` is not a number") from None
+        except QuantityError as e:
+            raise RunError(f"`--param {item}`: {e}" + (f"; {e.help}" if e.help else "")) \
+                from None
     return out
 
 

@@ -1,0 +1,109 @@
+"""Inputs that mean something other than what a reviewer reads, and checks that must stay fast
+(issue 13): each test fails without its fix."""
+from __future__ import annotations
+
+import pytest
+
+from crowe.dsl.diagnostics import Diagnostics
+from crowe.dsl.expr import parse_expr, span_in
+from crowe.dsl.policy import check_text
+from crowe.dsl.quantity import QuantityError, duration, fraction
+from crowe.dsl.source import SourceFile
+from crowe.runtime.run import RunError, parse_params
+
+BASE = """\
+policy: harden_v1
+version: 1.0.0
+owner: CR-001
+description: a test policy
+universe: {symbols: [AAPL, MSFT, IBM], bar: 1d}
+params:
+  lookback: {default: 20, range: [5, 60]}
+features:
+  r1:  ret(close, 1)
+  vol: stdev(r1, lookback)
+signal:
+  horizon: 1d
+  mu:    0.1 * vol
+  sigma: vol
+gates:
+  calm: vol < 5%
+sizing: {method: equal}
+risk:
+  gross_max: 100%
+  net_max: 50%
+  position_max: 5%
+  drawdown: {from_peak: {max: 10%, action: halt, cooldown: 5d}}
+execution: {algo: market}
+stand_down:
+  data_gap: {max_missing: 5%, action: halt}
+compliance:
+  restricted: [IBM]
+"""
+
+
+def check(old: str, new: str):
+    assert old in BASE
+    return check_text(BASE.replace(old, new, 1), "h.policy")
+
+
+def test_base_is_clean():
+    assert check("", "").diagnostics == []
+
+
+# -- digits of other scripts --------------------------------------------------------------------
+
+@pytest.mark.parametrize("old, new, char, name, fixed", [
+    ("position_max: 5%", "position_max: 1\u09ea%", "\u09ea", "U+09EA BENGALI DIGIT FOUR",
+     "14%"),
+    ("gross_max: 100%", "gross_max: \uff11\uff10\uff10%", "\uff11",
+     "U+FF11 FULLWIDTH DIGIT ONE", "100%"),
+    ("cooldown: 5d", "cooldown: \uff15d", "\uff15", "U+FF15 FULLWIDTH DIGIT FIVE", "5d"),
+    ("default: 20,", "default: 2\u0660,", "\u0660", "U+0660 ARABIC-INDIC DIGIT ZERO", "20"),
+    ("ret(close, 1)", "ret(close, \uff11)", "\uff11", "U+FF11 FULLWIDTH DIGIT ONE",
+     "ret(close, 1)"),
+    ("mu:    0.1 * vol", "mu:    0.\u0967 * vol", "\u0967", "U+0967 DEVANAGARI DIGIT ONE",
+     "0.1 * vol"),
+    ("max_missing: 5%", "max_missing: '\u0665%'", "\u0665", "U+0665 ARABIC-INDIC DIGIT FIVE",
+     "5%"),
+])
+def test_a_digit_of_another_script_is_refused_at_the_character(old, new, char, name, fixed):
+    result = check(old, new)
+    assert [d.code for d in result.diagnostics] == ["E0005"]
+    d = result.diagnostics[0]
+    assert name in d.message and f"`{char}`" in d.message
+    line = BASE.replace(old, new, 1).splitlines()[d.span.line - 1]
+    assert line[d.span.column - 1] == char and d.span.end - d.span.start == 1
+    assert d.help.endswith(f"write `{fixed}`")
+
+
+def test_text_in_another_script_keeps_its_digits():
+    result = check("description: a test policy",
+                   "description: \u09ae\u09cb\u09ae\u09c7\u09a8\u09cd\u099f\u09be\u09ae "
+                   "\u09e8\u09e6\u09e8\u09ec")
+    assert result.diagnostics == []
+
+
+def test_the_readers_accept_ascii_digits_only():
+    with pytest.raises(QuantityError, match=r"U\+09EA BENGALI DIGIT FOUR.* character 2"):
+        fraction("1\u09ea%")
+    with pytest.raises(QuantityError, match=r"U\+FF12 FULLWIDTH DIGIT TWO"):
+        duration("\uff12d")
+    with pytest.raises(QuantityError, match=r"U\+00BD VULGAR FRACTION ONE HALF"):
+        fraction("\u00bd")
+    assert fraction("14%") == pytest.approx(0.14) and duration("20d").count == 20
+
+
+def test_an_expression_with_a_full_width_digit():
+    text = "ret(close, \uff15)"
+    diags = Diagnostics()
+    assert parse_expr(text, span_in(SourceFile("p", text), 0), diags) is None
+    assert [(d.code, d.span.column) for d in diags] == [("E0005", 12)]
+    assert "U+FF15 FULLWIDTH DIGIT FIVE" in diags.items[0].message
+
+
+def test_a_param_value_with_a_full_width_digit():
+    with pytest.raises(RunError, match=r"`--param lookback=1\uff12`.*U\+FF12 FULLWIDTH DIGIT "
+                                       r"TWO.*character 2.*write `12`"):
+        parse_params(("lookback=1\uff12",))
+    assert parse_params(("lookback=12",)) == {"lookback": 12.0}
