@@ -219,3 +219,60 @@ def test_paper_replay_of_the_artifact_matches_its_backtest(name, tmp_path):
     for t, rec in enumerate(records):
         assert rec["decision"] == decision_digest({k: v[t] for k, v in result.out.items()}), \
             f"{name}: bar {t} differs between paper and backtest"
+
+
+def _stdin_lines(d: Path) -> list[str]:
+    panel, _ = load_bars(d / "bars.parquet")
+    fields = ("open", "high", "low", "close", "volume")
+    return [json.dumps({"ts": int(panel.ts[t]), "bars": {
+        s: {k: float(getattr(panel, k)[t, i]) for k in fields} for i, s in
+        enumerate(panel.symbols)}}) + "\n" for t in range(panel.T)]
+
+
+def _start_on_stdin(d: Path, state: Path, lines: list[str]) -> subprocess.Popen:
+    """A `crowe paper` process on stdin, once it has processed `lines`."""
+    proc = subprocess.Popen([str(BIN / "crowe"), "paper", d / "p.cpol", "--trust", d / "trust",
+                             "--state-dir", state, "--feed", "stdin"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdin.writelines(lines)
+    proc.stdin.flush()
+    deadline = time.monotonic() + 300
+    while not (state / "status.json").exists() or \
+            json.loads((state / "status.json").read_text())["bars_processed"] < len(lines):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(proc.stderr.read())
+        time.sleep(0.2)
+    return proc
+
+
+def test_a_second_process_on_a_state_dir_is_refused(signed, tmp_path):
+    d, state = signed, tmp_path / "st"
+    lines = _stdin_lines(d)
+    first = _start_on_stdin(d, state, lines[:5])
+    try:
+        second = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", state,
+                       "--feed", f"replay:{d / 'bars.parquet'}")
+        assert second.returncode == 2, second.stderr
+        assert "in use by another `crowe paper` process" in second.stderr
+        assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        assert len(Journal(state).read()[0]) == 5          # the second one wrote nothing
+        first.stdin.writelines(lines[5:])
+        _, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err
+    assert [r["seq"] for r in Journal(state).read()[0]] == list(range(40))
+    assert crowe("journal", "verify", state).returncode == 0
+
+
+def test_the_lock_goes_with_a_killed_process(signed, tmp_path):
+    d, state = signed, tmp_path / "st"
+    proc = _start_on_stdin(d, state, _stdin_lines(d)[:3])
+    proc.kill()
+    proc.wait()
+    again = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", state, "--feed",
+                  f"replay:{d / 'bars.parquet'}")
+    assert again.returncode == 0, again.stderr
+    assert len(Journal(state).read()[0]) == 40

@@ -14,6 +14,7 @@ from ..quantity_cli import parse_duration_ns
 from .control import read_control, read_status, write_control
 from .feed import ReplayFeed, StdinFeed
 from .journal import export, verify
+from .lock import StateDirLock
 from .loop import Halted, PaperError, PaperRunner
 
 
@@ -42,8 +43,14 @@ def _line(st: dict) -> str:
 def run_paper(engine, digest: str, state_dir: str, feed_spec: str, speed: float | None,
               max_gap: str) -> int:
     state = Path(state_dir)
-    runner = PaperRunner(engine, state, digest, max_gap_ns=parse_duration_ns(max_gap))
+    gap = parse_duration_ns(max_gap)
     feed = make_feed(feed_spec, engine.symbols, speed)
+    with StateDirLock(state):          # held until the run ends; the OS drops it on a crash
+        return _run_locked(engine, digest, state, feed, gap)
+
+
+def _run_locked(engine, digest: str, state: Path, feed, max_gap_ns) -> int:
+    runner = PaperRunner(engine, state, digest, max_gap_ns=max_gap_ns)
     _install_signals(state)
     err = Console(stderr=True)
     try:
