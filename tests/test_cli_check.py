@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -142,17 +140,6 @@ def test_checker_does_not_import_jax_or_cvxpy():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-
-
-def test_checking_one_policy_is_fast():
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        out = run("--check", str(POLICIES[0]))
-        times.append(time.perf_counter() - start)
-        assert out.returncode == 0
-    # generous: a subprocess start, imports and one check take well under a second
-    assert statistics.median(times) < 3.0, times
 
 
 def _with_feature(tmp_path: Path, expression: str) -> Path:

@@ -283,16 +283,15 @@ def test_unusable_files_are_data_errors(tmp_path):
         load_bars(write(tmp_path / "bars.parquet", bars()), start="01/02/2020")
 
 
-def test_a_million_rows_load_quickly(tmp_path):
+def test_a_million_rows_load(tmp_path):
+    """The loader's fast path on a large sorted file (its speed: bench/)."""
     T, N = 2_000, 500
     ts = np.repeat(np.arange(T, dtype=np.int64) * DAY, N)
     symbol = np.tile(np.array([f"S{j:03d}" for j in range(N)]), T)
     close = np.random.default_rng(0).uniform(10, 20, T * N)
     write_bars(tmp_path / "big.parquet", ts, symbol, close, close * 1.01, close * 0.99, close,
                close)
-    start = time.perf_counter()
     panel, report = load_bars(tmp_path / "big.parquet")
-    assert time.perf_counter() - start < 5.0
     assert (panel.T, panel.N) == (T, N) and report.ok and panel.valid.all()
 
 
