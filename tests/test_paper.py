@@ -383,3 +383,9 @@ def test_a_redone_bar_keeps_the_override_it_was_journaled_with(thin, flattened, 
     assert records[KILL + 2]["override"] == "ACTIVE"
     assert records[KILL + 2]["cancelled"] == records[KILL + 1]["orders"] != []
     assert verify(state).ok
+
+
+def test_a_missing_journal_does_not_verify(tmp_path):
+    check = verify(tmp_path / "nowhere")
+    assert not check.ok and "no journal" in check.reason
+    assert not verify(tmp_path).ok

@@ -276,3 +276,14 @@ def test_the_lock_goes_with_a_killed_process(signed, tmp_path):
                   f"replay:{d / 'bars.parquet'}")
     assert again.returncode == 0, again.stderr
     assert len(Journal(state).read()[0]) == 40
+
+
+@pytest.mark.parametrize("what", ["no_directory", "no_journal"])
+def test_journal_verify_without_a_journal_is_an_error(tmp_path, what):
+    state = tmp_path / "st"
+    if what == "no_journal":
+        state.mkdir()
+    out = crowe("journal", "verify", state)
+    assert out.returncode == 1 and "ok" not in out.stdout
+    assert f"no journal `{state / 'journal.jsonl'}`" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -123,7 +123,8 @@ def journal_verify(state_dir: str) -> int:
     if check.ok:
         click.echo(f"ok: {check.records} records, chain intact")
         return 0
-    click.echo(f"error: record {check.first_bad}: {check.reason}", err=True)
+    where = "" if check.first_bad is None else f"record {check.first_bad}: "
+    click.echo(f"error: {where}{check.reason}", err=True)
     return 1
 
 

@@ -131,6 +131,10 @@ def verify(state_dir: Path) -> Check:
     """Check the journal's chain, and that it ends where the checkpoint says it does."""
     from .checkpoint import NAME as CKPT
     j = Journal(state_dir)
+    if not j.path.is_file():
+        return Check(False, 0, None, f"there is no journal `{j.path}`"
+                     + ("" if Path(state_dir).is_dir() else
+                        f": `{state_dir}` is not a directory"))
     try:
         records, tail = j.read()
     except JournalError as e:
