@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crowe.dsl.check import IMPACT_WINDOW, CheckedPolicy, needs
+from crowe.dsl.check import CheckedPolicy, needs
+from crowe.stdlib.components import IMPACT_WINDOW
 from crowe.dsl.types import DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type
 from crowe.stdlib.registry import BAR_FIELDS
 

@@ -30,13 +30,12 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
+from crowe.dsl.check import active_components, needs
 from crowe.stdlib import bars
 from crowe.stdlib import components as reg
 from crowe.stdlib import market as mk
 from crowe.stdlib.component import Ctx, chain
-from crowe.stdlib.states import ACTIVE, FLATTENING, HALTED, REDUCING, SEVERITY, STATES  # noqa
-
-from crowe.dsl.check import active_components, needs
+from crowe.stdlib.states import ACTIVE, FLATTENING, HALTED, REDUCING, SEVERITY
 
 from . import ir
 from .lower import Lowering

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from crowe.stdlib import components as reg
+from crowe.stdlib.components import IMPACT_WINDOW
 from crowe.stdlib.component import Component, Need
 from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES, Signature
 
@@ -25,7 +26,6 @@ from .types import (BARS, DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type, Unit)
 from .yamlload import MapNode, Node, ScalarNode, SeqNode
 
 _BAR_UNITS = {"price": PRICE, "shares": SHARES}
-IMPACT_WINDOW = 20   # bars of one-bar returns and volume behind the market model's impact estimate
 # A name in an expression's text: not part of a number (`1e6`, `20d`), not a keyword argument.
 _MENTION = re.compile(r"(?<![\w.])[A-Za-z_]\w*\b(?!\s*=(?!=))")
 

@@ -35,6 +35,10 @@ ORDER_RULES = _registry("order_rule", order_size.SHARES, order_size.NOTIONAL, th
 
 REGISTRIES = (SIZING, PORTFOLIO, OVERLAYS, LIMITS, DETECTORS, EXECUTION, ORDER_RULES)
 
+# The market model's own estimators (`crowe.stdlib.market`): its square-root impact reads the
+# volatility of one-bar returns and the average volume over this many bars.
+IMPACT_WINDOW = 20
+
 # Names a user may know from the documentation or other tools that have no component yet: the
 # checker refuses them with this advice (they are not in the schema).
 NOT_AVAILABLE = {

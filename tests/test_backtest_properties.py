@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import simkit
-from crowe.compiler.step import HALTED
+from crowe.stdlib.states import HALTED
 
 T = 90
 SYMBOLS = ("AAA", "BBB", "CCC", "DDD", "EEE")

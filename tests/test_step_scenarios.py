@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import simkit
-from crowe.compiler.step import ACTIVE, FLATTENING, HALTED
+from crowe.stdlib.states import ACTIVE, FLATTENING, HALTED
 
 CASH = 1e6
 
