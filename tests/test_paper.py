@@ -389,3 +389,36 @@ def test_a_missing_journal_does_not_verify(tmp_path):
     check = verify(tmp_path / "nowhere")
     assert not check.ok and "no journal" in check.reason
     assert not verify(tmp_path).ok
+
+
+def _replace_with_copy(path: Path) -> None:
+    data = path.read_bytes()
+    path.unlink()
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("name,tamper,says", [
+    ("deleted", lambda p: p.unlink(), "was deleted"),
+    ("replaced", _replace_with_copy, "was replaced"),
+    ("truncated", lambda p: os.truncate(p, p.stat().st_size - 10), "bytes long"),
+    ("appended", lambda p: p.open("ab").write(b"{}\n"), "bytes long"),
+])
+def test_a_journal_changed_under_the_runtime_halts_it(files, eng, tmp_path, name, tamper, says):
+    state = tmp_path / "s"
+    journal = state / "journal.jsonl"
+
+    def hook(phase, seq):
+        if (phase, seq) == ("after_checkpoint", 10):
+            tamper(journal)
+    runner = PaperRunner(eng, state, "digest", hooks=hook)
+    with pytest.raises(Halted, match=says):
+        runner.run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    control = read_control(state)
+    assert control["override"] == "HALTED" and says in control["reason"]
+    assert ck.load(state, eng.init_carry())[1].seq == 10       # nothing after the change
+    if name == "deleted":
+        assert not journal.exists()                             # no new journal was started
+    else:
+        assert len(journal.read_bytes().splitlines()) <= 11
+    events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "halted" and says in events[-1]["reason"]

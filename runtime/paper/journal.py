@@ -29,6 +29,11 @@ class JournalWriteError(JournalError):
     """A record could not be written to disk (disk full, I/O error)."""
 
 
+class JournalReplaced(JournalWriteError):
+    """The journal on disk is not the file the runtime has been appending to (deleted,
+    replaced, truncated or appended to by someone else)."""
+
+
 def canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
@@ -64,6 +69,52 @@ class Journal:
     def __init__(self, state_dir: Path, opener=open) -> None:
         self.path = Path(state_dir) / NAME
         self.opener = opener
+        # what the journal must be before the next append, once `pin` was called: None (not
+        # checked), () (no file yet) or (device, inode, length)
+        self.expected: tuple | None = None
+        self._held: int | None = None
+
+    def pin(self) -> None:
+        """Remember the journal as it is now: each later append first checks that the file is
+        still this one (same device and inode) with the length the runtime left it at. The
+        file is held open meanwhile, so that its inode cannot be reused by a replacement."""
+        self.expected = ()
+        self._hold()
+
+    def _hold(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        if self._held is not None:
+            os.close(self._held)
+        self._held = fd
+        st = os.fstat(fd)
+        self.expected = (st.st_dev, st.st_ino, st.st_size)
+
+    def close(self) -> None:
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
+
+    __del__ = close
+
+    def _check_identity(self, st: os.stat_result | None) -> None:
+        if self.expected is None:
+            return
+        where = f"the journal `{self.path}`"
+        if not self.expected:
+            if st is not None and st.st_size:
+                raise JournalReplaced(f"{where} appeared during the run, written by something "
+                                      "else")
+            return
+        if st is None:
+            raise JournalReplaced(f"{where} was deleted during the run")
+        if (st.st_dev, st.st_ino) != self.expected[:2]:
+            raise JournalReplaced(f"{where} was replaced by another file during the run")
+        if st.st_size != self.expected[2]:
+            raise JournalReplaced(f"{where} is {st.st_size} bytes long where the runtime left "
+                                  f"it at {self.expected[2]}: something else changed it")
 
     def read(self) -> tuple[list[dict], bytes]:
         """The complete records, and any torn tail (bytes after the last newline)."""
@@ -88,10 +139,18 @@ class Journal:
         record["hash"] = record_hash(record)
         line = canonical(record) + b"\n"
         try:
+            self._check_identity(_stat(self.path))
             with self.opener(self.path, "ab") as f:
+                if self.expected is not None:     # the file opened is the one checked
+                    self._check_identity(os.fstat(f.fileno()))
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
+                if self.expected is not None:
+                    st = os.fstat(f.fileno())
+                    if not self.expected:
+                        self._hold()            # the first record created the file
+                    self.expected = (st.st_dev, st.st_ino, st.st_size)
         except OSError as e:
             raise JournalWriteError(f"cannot write the journal `{self.path}`: "
                                     f"{e.strerror or e}") from None
@@ -104,6 +163,13 @@ class Journal:
             f.truncate(size - len(tail))
             f.flush()
             os.fsync(f.fileno())
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 def check_chain(records: list[dict], tail: bytes = b"") -> Check:

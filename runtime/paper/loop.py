@@ -129,6 +129,7 @@ class PaperRunner:
         self.carry, self.seq, self.head = carry, done, head
         self.last_ts = meta.last_ts if meta else None
         self.in_force = meta.override if meta else "ACTIVE"
+        self.journal.pin()           # from now on, only this runtime appends to the journal
 
     # -- the loop -------------------------------------------------------------------------
 

@@ -134,6 +134,9 @@ def child(policy_path: str, data_path: str, state_dir: str, phase: str, seq: int
             def __exit__(self, *a):
                 return False
 
+            def fileno(self):
+                return f.fileno()
+
             def write(self, data):
                 f.write(data[: len(data) // 2])
                 f.flush()
