@@ -241,8 +241,12 @@ def paper() -> None:
 @click.option("--max-gap", default="10d", show_default=True,
               help="Halt when the next bar is more than this long after the last one (a stale "
                    "feed); long enough for market closures; `none` turns it off.")
+@click.option("--max-ahead", default="1d", show_default=True,
+              help="Refuse a bar dated more than this ahead of the wall clock; `none` turns "
+                   "it off.")
 @click.option("--allow-rollback", is_flag=True, help="Run a lower version than one already run.")
-def paper_run(artifact, trust_dir, state_dir, feed, speed, max_gap, allow_rollback) -> None:
+def paper_run(artifact, trust_dir, state_dir, feed, speed, max_gap, max_ahead,
+              allow_rollback) -> None:
     """Paper-trade ARTIFACT: it must verify for stage `paper` (an `author` signature from the
     trust store). Every bar is journaled (hash-chained) and the state checkpointed in
     --state-dir; a restart resumes where it stopped. SIGUSR1 halts, SIGUSR2 flattens."""
@@ -250,7 +254,7 @@ def paper_run(artifact, trust_dir, state_dir, feed, speed, max_gap, allow_rollba
     from .paper.commands import run_paper
     loaded = load_artifact(artifact, trust_dir, "paper", state_dir, allow_rollback, record=True)
     raise click.exceptions.Exit(run_paper(loaded.engine, loaded.verified.digest, state_dir,
-                                          feed, speed, max_gap))
+                                          feed, speed, max_gap, max_ahead))
 
 
 @paper.command("kill")

@@ -422,3 +422,56 @@ def test_a_journal_changed_under_the_runtime_halts_it(files, eng, tmp_path, name
         assert len(journal.read_bytes().splitlines()) <= 11
     events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "halted" and says in events[-1]["reason"]
+
+
+def _stdin_bars(files, n: int) -> list[str]:
+    panel, _ = load_bars(files / "bars.parquet")
+    return [json.dumps({"ts": int(panel.ts[t]), "bars": {
+        s: {k: float(getattr(panel, k)[t, i]) for k in ("open", "high", "low", "close",
+                                                          "volume")}
+        for i, s in enumerate(SYMBOLS)}}) for t in range(n)]
+
+
+def test_hostile_timestamps_are_refused_and_change_nothing(files, eng, tmp_path, capsys):
+    lines = _stdin_bars(files, 20)
+    clean = tmp_path / "clean"
+    PaperRunner(eng, clean, "digest").run(StdinFeed(SYMBOLS, iter(lines)))
+    future = json.loads(lines[10])
+    future["ts"] = "2200-01-01"
+    huge = dict(future, ts=2**70)
+    hostile = lines[:10] + [json.dumps(future), json.dumps(huge),
+                            json.dumps(dict(future, ts="9999-12-31"))] + lines[10:]
+    state = tmp_path / "s"
+    s = PaperRunner(eng, state, "digest").run(StdinFeed(SYMBOLS, iter(hostile)))
+    assert s.processed == 20 and s.refused == 3
+    assert [r["hash"] for r in Journal(state).read()[0]] == \
+        [r["hash"] for r in Journal(clean).read()[0]]
+    assert read_control(state)["override"] == "ACTIVE"          # no stale-feed halt either
+    events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()]
+    assert "ahead of the clock" in events[0]["reason"]
+    assert all("out of range" in e["reason"] for e in events[1:]) and len(events) == 3
+    st = json.loads((state / "status.json").read_text())
+    assert st["bars_processed"] == 20 and st["refused"] == 3 and "out of range" in \
+        st["last_refusal"]
+    commands.status(str(state), "text")
+    assert "refused 3 (last: " in capsys.readouterr().out
+    # a restart resumes as if the hostile bars had never come
+    s = PaperRunner(eng, state, "digest").run(StdinFeed(SYMBOLS, iter(_stdin_bars(files, 25))))
+    assert s.skipped == 20 and s.processed == 5 and s.refused == 0
+
+
+def test_a_refusal_before_the_first_bar_shows_in_status(files, eng, tmp_path, capsys):
+    bar = json.loads(_stdin_bars(files, 1)[0])
+    ahead = 2 * 86_400 * 10**9 + __import__("time").time_ns()
+    state = tmp_path / "s"
+    s = PaperRunner(eng, state, "digest").run(StdinFeed(SYMBOLS, iter(
+        [json.dumps(dict(bar, ts=ahead))])))
+    assert s.refused == 1 and s.processed == 0 and not (state / "journal.jsonl").exists()
+    commands.status(str(state), "json")
+    st = json.loads(capsys.readouterr().out)
+    assert st["bars_processed"] == 0 and st["refused"] == 1
+    assert "ahead of the clock" in st["last_refusal"]
+    # with no tolerance the same bar is taken
+    s = PaperRunner(eng, state, "digest", max_ahead_ns=None).run(StdinFeed(SYMBOLS, iter(
+        [json.dumps(dict(bar, ts=ahead))])))
+    assert s.processed == 1

@@ -36,21 +36,22 @@ def _line(st: dict) -> str:
     eq = f"{st['equity']:,.2f}" if st.get("equity") is not None else "n/a"
     gross = f"{st['gross']:.1%}" if st.get("gross") is not None else "n/a"
     net = f"{st['net']:.1%}" if st.get("net") is not None else "n/a"
-    return (f"{st['last_bar_time']}  bars {st['bars_processed']}  equity {eq}  gross {gross}  "
+    return (f"{st.get('last_bar_time') or 'no bar yet'}  bars {st['bars_processed']}  equity {eq}  gross {gross}  "
             f"net {net}  {st['trading_state']}  orders {st['orders_this_bar']}")
 
 
 def run_paper(engine, digest: str, state_dir: str, feed_spec: str, speed: float | None,
-              max_gap: str) -> int:
+              max_gap: str, max_ahead: str = "1d") -> int:
     state = Path(state_dir)
-    gap = parse_duration_ns(max_gap)
+    limits = {"max_gap_ns": parse_duration_ns(max_gap),
+              "max_ahead_ns": parse_duration_ns(max_ahead)}
     feed = make_feed(feed_spec, engine.symbols, speed)
     with StateDirLock(state):          # held until the run ends; the OS drops it on a crash
-        return _run_locked(engine, digest, state, feed, gap)
+        return _run_locked(engine, digest, state, feed, limits)
 
 
-def _run_locked(engine, digest: str, state: Path, feed, max_gap_ns) -> int:
-    runner = PaperRunner(engine, state, digest, max_gap_ns=max_gap_ns)
+def _run_locked(engine, digest: str, state: Path, feed, limits: dict) -> int:
+    runner = PaperRunner(engine, state, digest, **limits)
     _install_signals(state)
     err = Console(stderr=True)
     try:
@@ -116,6 +117,9 @@ def status(state_dir: str, fmt: str) -> None:
         click.echo(_line(st))
         if control["override"] != "ACTIVE":
             click.echo(f"override {control['override']}: {control.get('reason', '')}")
+        if st.get("refused"):
+            click.echo(f"refused {st['refused']} (last: {st.get('last_refusal')}); see "
+                       f"{state / 'events.jsonl'}")
 
 
 def journal_verify(state_dir: str) -> int:

@@ -19,6 +19,8 @@ from crowe.stdlib import bars
 from ..data import DataError, load_bars, to_ns
 
 FIELDS = bars.FIELDS
+# the timestamps a bar may carry: 64-bit nanoseconds, the smallest of which is numpy's NaT
+TS_MIN, TS_MAX = -(2**63) + 1, 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,11 @@ class StdinFeed:
                     row[k][i] = float(v) if math.isfinite(float(v)) else np.nan
                 valid[i] = True
         row["valid"] = valid
-        ts = obj["ts"]
-        ts = int(ts) if isinstance(ts, int) and not isinstance(ts, bool) else to_ns(str(ts))
+        raw = obj["ts"]
+        ts = int(raw) if isinstance(raw, int) and not isinstance(raw, bool) else \
+            to_ns(str(raw))
+        if not TS_MIN <= ts <= TS_MAX:
+            shown = str(raw) if len(str(raw)) <= 40 else f"{str(raw)[:37]}..."
+            raise ValueError(f"the timestamp `{shown}` is out of range (nanoseconds since 1970 "
+                             "must fit in 64 bits: years 1678 to 2262)")
         return Bar(ts, **{k: row[k] for k in FIELDS}, valid=_guard(row))

@@ -33,12 +33,15 @@ from crowe.stdlib.states import STATES
 from ..backtest import make_bar_runner
 from ..engine import Engine
 from . import checkpoint as ck
-from .control import (OVERRIDES, log_event, read_control, write_control, write_status)
+from .control import (OVERRIDES, log_event, read_control, read_status, write_control,
+                      write_status)
 from .feed import Bar, Refused
 from .journal import (GENESIS, Journal, JournalWriteError, check_chain, decision_digest,
                       finite, record_hash)
 
 STATE_NAMES = STATES
+# a bar dated more than this ahead of the wall clock is refused (a clock or feed error)
+MAX_AHEAD_NS = 86_400 * 10**9
 
 
 class PaperError(Exception):
@@ -86,10 +89,13 @@ class PaperBroker:
 
 class PaperRunner:
     def __init__(self, engine: Engine, state_dir, artifact_digest: str,
-                 max_gap_ns: int | None = None, opener=open, hooks=None) -> None:
+                 max_gap_ns: int | None = None, opener=open, hooks=None,
+                 max_ahead_ns: int | None = MAX_AHEAD_NS, clock=time.time_ns) -> None:
         self.engine, self.dir = engine, Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.digest, self.max_gap = artifact_digest, max_gap_ns
+        self.max_ahead, self.clock = max_ahead_ns, clock
+        self.view: dict = {}          # the status last written, for refusals between bars
         self.params = engine.params()
         self.broker = PaperBroker(engine)
         self.journal = Journal(self.dir, opener)
@@ -130,6 +136,10 @@ class PaperRunner:
         self.last_ts = meta.last_ts if meta else None
         self.in_force = meta.override if meta else "ACTIVE"
         self.journal.pin()           # from now on, only this runtime appends to the journal
+        try:
+            self.view = read_status(self.dir) or {}
+        except (OSError, ValueError):
+            self.view = {}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -139,17 +149,19 @@ class PaperRunner:
         s = Summary()
         for item in feed:
             if isinstance(item, Refused):
-                s.refused += 1
-                log_event(self.dir, {"event": "refused", "where": item.where,
-                                     "reason": item.reason})
+                self.refuse(s, {"where": item.where}, item.reason)
+                continue
+            now = self.clock()
+            if self.max_ahead is not None and item.ts > now + self.max_ahead:
+                self.refuse(s, {"ts": item.ts}, f"bar dated {_iso(item.ts)} is more than "
+                            f"{self.max_ahead / 3.6e12:g} hours ahead of the clock "
+                            f"({_iso(now)}); see --max-ahead")
                 continue
             if self.last_ts is not None and item.ts <= self.last_ts:
                 if self.redo is None and s.processed == 0:
                     s.skipped += 1          # processed before a restart
                     continue
-                s.refused += 1
-                log_event(self.dir, {"event": "refused", "ts": item.ts, "reason":
-                                     "out of order or duplicate bar"})
+                self.refuse(s, {"ts": item.ts}, "out of order or duplicate bar")
                 continue
             self.one_bar(item, s)
             if on_bar is not None:
@@ -157,6 +169,18 @@ class PaperRunner:
             if limit is not None and s.processed + s.redone >= limit:
                 break
         return s
+
+    def refuse(self, s: Summary, where: dict, reason: str) -> None:
+        """A bar or line not applied: logged, counted, and shown by `crowe paper status`; it
+        changes nothing else."""
+        s.refused += 1
+        log_event(self.dir, {"event": "refused", **where, "reason": reason})
+        base = self.view or {"bars_processed": self.seq, "last_bar_time": None, "equity": None,
+                             "gross": None, "net": None, "trading_state": "n/a",
+                             "orders_this_bar": 0, "policy": self.engine.name,
+                             "version": self.engine.version, "artifact": self.digest}
+        self.view = dict(base, refused=int(base.get("refused", 0)) + 1, last_refusal=reason)
+        write_status(self.dir, self.view)
 
     def one_bar(self, bar: Bar, s: Summary) -> None:
         if self.max_gap and self.last_ts is not None and bar.ts - self.last_ts > self.max_gap:
@@ -196,7 +220,7 @@ class PaperRunner:
         self.in_force = override
         ck.save(self.dir, new, ck.Meta(self.seq, bar.ts, self.head, self.digest, override))
         self.hooks("after_checkpoint", self.seq)
-        s.last = self.status(record, control)
+        s.last = self.view = self.status(record, control)
         write_status(self.dir, s.last)
 
     def check_redo(self, record: dict) -> dict:
@@ -238,6 +262,8 @@ class PaperRunner:
                 "override_reason": control.get("reason", ""),
                 "orders_this_bar": len(record["orders"]), "policy": self.engine.name,
                 "version": self.engine.version, "artifact": self.digest,
+                "refused": int(self.view.get("refused", 0)),
+                "last_refusal": self.view.get("last_refusal"),
                 "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
