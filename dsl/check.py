@@ -114,10 +114,8 @@ class Checker:
 
     def key_span(self, *path) -> Span:
         parent = self.node(*path[:-1])
-        if isinstance(parent, MapNode):
-            for k, _ in parent.items:
-                if k.value == path[-1]:
-                    return k.span
+        if isinstance(parent, MapNode) and (found := parent.entry(path[-1])) is not None:
+            return found[0].span
         n = self.node(*path)
         return n.span if n is not None else self.src.whole_file()
 

@@ -157,9 +157,24 @@ def _partial(data: dict, broken: set) -> PolicySpec:
 
 def _valid(annotation, value):
     try:
-        return TypeAdapter(annotation).validate_python(value)
+        return _adapter(annotation).validate_python(value)
     except ValidationError:
         return None
+
+
+_ADAPTERS: dict = {}
+
+
+def _adapter(annotation) -> TypeAdapter:
+    """One adapter per annotation: building one costs more than validating an entry, and a
+    broken section of thousands of entries validates each with the same annotation."""
+    try:
+        found = _ADAPTERS.get(annotation)
+    except TypeError:  # unhashable: not cached
+        return TypeAdapter(annotation)
+    if found is None:
+        found = _ADAPTERS[annotation] = TypeAdapter(annotation)
+    return found
 
 
 def _valid_entries(annotation, value) -> dict | None:
@@ -212,7 +227,7 @@ def _key_span(root: Node, path: list, source: SourceFile) -> Span:
     node, span = root, source.whole_file()
     for part in path:
         if isinstance(node, MapNode):
-            match = next(((k, v) for k, v in node.items if k.value == part), None)
+            match = node.entry(part)
             if match is None:
                 return span
             span, node = match[0].span, match[1]

@@ -76,10 +76,30 @@ class MapNode(Node):
     left out, so `get` and `to_plain` agree on the first one)."""
 
     items: list[tuple[ScalarNode, Node]] = field(default_factory=list)
+    # key -> (key node, value) of its first entry: built once, so that a lookup costs the same
+    # whatever the size of the mapping (a check looks up every one of thousands of features)
+    _index: dict[object, tuple[ScalarNode, Node]] = field(default_factory=dict, init=False,
+                                                          repr=False, compare=False)
+    _indexed: int = field(default=0, init=False, repr=False, compare=False)
+
+    def entry(self, key: object) -> tuple[ScalarNode, Node] | None:
+        """The key node and the value of the first entry under `key`, or None."""
+        if self._indexed != len(self.items):  # entries appended since: index the new ones
+            for k, value in self.items[self._indexed:]:
+                try:
+                    self._index.setdefault(k.value, (k, value))
+                except TypeError:  # an unhashable key value: not a name, never looked up
+                    pass
+            self._indexed = len(self.items)
+        try:
+            return self._index.get(key)
+        except TypeError:
+            return None
 
     def get(self, key: str) -> Node | None:
         """The value under `key`, or None."""
-        return next((value for k, value in self.items if k.value == key), None)
+        found = self.entry(key)
+        return None if found is None else found[1]
 
     def keys(self) -> list[str]:
         return [k.value for k, _ in self.items]

@@ -2,6 +2,9 @@
 (issue 13): each test fails without its fix."""
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import pytest
 
 from crowe.dsl.diagnostics import Diagnostics
@@ -107,3 +110,53 @@ def test_a_param_value_with_a_full_width_digit():
                                        r"TWO.*character 2.*write `12`"):
         parse_params(("lookback=1\uff12",))
     assert parse_params(("lookback=12",)) == {"lookback": 12.0}
+
+
+# -- check time ---------------------------------------------------------------------------------
+
+def big_policy(n: int) -> str:
+    """`n` feature lines: unused features (a warning each, at its key) and entries that are not
+    expressions (a schema error each, at its value)."""
+    lines = [f"  f{i}: ret(close, 1)" if i % 2 else f"  g{i}: [1]" for i in range(n)]
+    return BASE.replace("features:\n", "features:\n" + "\n".join(lines) + "\n", 1)
+
+
+def test_checking_is_linear_in_the_number_of_features(monkeypatch):
+    """Every lookup of a key is one dict lookup: the entries of the mappings are walked a
+    bounded number of times per entry, not once per lookup (which took 48 s for 20,000 lines)."""
+    from crowe.dsl import yamlload
+
+    walked = [0]
+
+    class CountingItems(list):
+        def __iter__(self):
+            for item in super().__iter__():
+                walked[0] += 1
+                yield item
+
+    @dataclasses.dataclass(eq=False)
+    class CountingMap(yamlload.MapNode):
+        def __post_init__(self):
+            self.items = CountingItems(self.items)
+
+    monkeypatch.setattr(yamlload, "MapNode", CountingMap)
+    n = 20_000
+    text = big_policy(n)
+    start = time.perf_counter()
+    result = check_text(text, "big.policy")
+    seconds = time.perf_counter() - start
+    assert sorted({d.code for d in result.diagnostics}) == ["E0303", "W0101"]
+    assert len(result.diagnostics) == n                # each line once
+    assert walked[0] < 20 * n, walked[0]               # a scan per lookup walks ~n^2 / 2
+    assert seconds < 20, seconds
+
+
+def test_a_mapping_lookup_finds_the_first_entry_and_later_ones():
+    from crowe.dsl.yamlload import MapNode, ScalarNode
+    span = SourceFile("p", "x").span(0)
+    key = lambda k: ScalarNode(span, k, k)  # noqa: E731
+    a1, a2, b = ScalarNode(span, 1, "1"), ScalarNode(span, 2, "2"), ScalarNode(span, 3, "3")
+    m = MapNode(span, [(key("a"), a1), (key("a"), a2)])
+    assert m.get("a") is a1 and m.get("b") is None and m.get(["unhashable"]) is None
+    m.items.append((key("b"), b))                    # entries added after a lookup
+    assert m.get("b") is b and m.entry("b")[0].value == "b" and m.get("a") is a1
