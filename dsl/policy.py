@@ -5,6 +5,8 @@ as a diagnostic with a position.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 import types as pytypes
 import typing
 from dataclasses import dataclass
@@ -113,7 +115,10 @@ def validate(root: MapNode, source: SourceFile, diags: Diagnostics) -> PolicySpe
                                  any(node.span.start <= f < node.span.end for f in foreign)):
             continue
         seen.add(key)
+        before = len(diags.items)
         _report(err, path, node, root, source, diags)
+        diags.items[before:] = [_as_written(d, err.get("input"), node)
+                                for d in diags.items[before:]]
     return _partial(data, broken)
 
 
@@ -235,6 +240,17 @@ def _key_span(root: Node, path: list, source: SourceFile) -> Span:
             node = node.items[part]
             span = node.span
     return span
+
+
+def _as_written(d: Diagnostic, given, node: Node | None) -> Diagnostic:
+    """`d` with the number it quotes as the file has it: `1.10`, not the `1.1` it reads as, and
+    `1e30`, not `1e+30`."""
+    if isinstance(given, bool) or not isinstance(given, (int, float)) or \
+            not isinstance(node, ScalarNode) or node.style is not None or node.raw == str(given):
+        return d
+    quoted = re.compile("`" + re.escape(str(given)) + "(%?)`")
+    fix = lambda text: text and quoted.sub(lambda m: f"`{node.raw}{m.group(1)}`", text)  # noqa: E731
+    return dataclasses.replace(d, message=fix(d.message), help=fix(d.help))
 
 
 def _where(path: list) -> str:

@@ -160,3 +160,40 @@ def test_a_mapping_lookup_finds_the_first_entry_and_later_ones():
     assert m.get("a") is a1 and m.get("b") is None and m.get(["unhashable"]) is None
     m.items.append((key("b"), b))                    # entries added after a lookup
     assert m.get("b") is b and m.entry("b")[0].value == "b" and m.get("a") is a1
+
+
+# -- messages that say what is wrong ----------------------------------------------------------
+
+def test_an_artifact_without_modules_for_a_listed_backend_says_so(tmp_path, monkeypatch):
+    import artifactkit as kit
+    from crowe.compiler.artifact import verify as v
+
+    blob = kit.rewrite_manifest(kit.compiled("ts_trend_v1"), lambda m: m["toolchain"].update(
+        platforms=["cpu", "cuda"]) or m.update(modules={"cuda": m["modules"]["cpu"]}))
+    path = kit.write(tmp_path, blob)
+    monkeypatch.setattr(v, "this_platform", lambda: "cpu")
+    with pytest.raises(v.ToolchainMismatch) as info:
+        v.verify(path)
+    message = str(info.value)
+    assert "not for this backend" not in message
+    assert "lists cpu among its platforms but has no cpu modules" in message
+    assert "modules for: cuda" in message
+    monkeypatch.setattr(v, "this_platform", lambda: "rocm")
+    with pytest.raises(v.ToolchainMismatch, match=r"exported for cpu, cuda, not for this "
+                                                  r"backend \(rocm\)"):
+        v.verify(path)
+
+
+@pytest.mark.parametrize("old, new, message, help", [
+    ("owner: CR-001", "owner: 1.10", "expected text, found the number `1.10`",
+     'quote it (`"1.10"`) to make it text'),
+    ("restricted: [IBM]", "restricted: [IBM]\n  max_order_shares: 1e30",
+     "`max_order_shares` must be a whole number, found `1e30`", None),
+    ("cooldown: 5d", "cooldown: 1e30", "`1e30` is not a duration", None),
+    ("position_max: 5%", "position_max: 5.00", "position limit `5.00` is out of range",
+     "did you mean `5.00%`?"),
+])
+def test_a_number_is_quoted_as_written(old, new, message, help):
+    [d] = check(old, new).diagnostics
+    assert d.message.startswith(message), d.message
+    assert help is None or d.help.startswith(help), d.help

@@ -304,9 +304,16 @@ def check_toolchain(art: Artifact) -> None:
     if not jax.config.read("jax_enable_x64"):
         raise ToolchainMismatch(f"{where} needs x64 (float64), which is off in this runtime")
     backend = this_platform()
-    if backend not in tc.get("platforms", ()) or backend not in art.manifest["modules"]:
-        raise ToolchainMismatch(f"{where} was exported for {', '.join(tc.get('platforms', ()))}"
-                                f", not for this backend ({backend})")
+    platforms, modules = tuple(tc.get("platforms", ())), art.manifest["modules"]
+    if backend not in platforms:
+        raise ToolchainMismatch(f"{where} was exported for {', '.join(platforms) or 'no platform'}"
+                                f", not for this backend ({backend}); recompile it on a machine "
+                                f"with this backend")
+    if backend not in modules:
+        have = ", ".join(sorted(modules)) or "none"
+        raise ToolchainMismatch(f"{where} lists {backend} among its platforms but has no "
+                                f"{backend} modules (its manifest has modules for: {have}); the "
+                                "artifact is inconsistent: recompile it")
 
 
 # -- 3. signatures --------------------------------------------------------------------------------
