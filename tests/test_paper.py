@@ -475,3 +475,24 @@ def test_a_refusal_before_the_first_bar_shows_in_status(files, eng, tmp_path, ca
     s = PaperRunner(eng, state, "digest", max_ahead_ns=None).run(StdinFeed(SYMBOLS, iter(
         [json.dumps(dict(bar, ts=ahead))])))
     assert s.processed == 1
+
+
+def test_a_resume_after_a_crash_logs_the_bars_done_once_as_skipped(files, eng, tmp_path):
+    """A crash between the journal append and the checkpoint of bar 11: the resume skips bars
+    0-10 (one event with the count), redoes bar 11 and refuses nothing."""
+    feed = list(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    state = tmp_path / "s"
+
+    class Crash(Exception):
+        pass
+
+    def crash(phase, seq):
+        if (phase, seq) == ("after_journal", 11):
+            raise Crash
+    with pytest.raises(Crash):
+        PaperRunner(eng, state, "digest", hooks=crash).run(feed)
+    s = PaperRunner(eng, state, "digest").run(feed)
+    assert (s.skipped, s.redone, s.processed, s.refused) == (11, 1, T - 12, 0)
+    events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()]
+    assert events == [{"event": "skipped", "count": 11, "reason": "skipped, already processed"}]
+    assert verify(state).ok

@@ -59,6 +59,7 @@ class Summary:
     refused: int = 0
     redone: int = 0
     last: dict = field(default_factory=dict)
+    skip_logged: bool = False
 
 
 class PaperBroker:
@@ -147,6 +148,20 @@ class PaperRunner:
         if self.carry is None:
             self.recover()
         s = Summary()
+        try:
+            self._run(feed, s, on_bar, limit)
+        finally:
+            self._skipped_once(s)
+        return s
+
+    def _skipped_once(self, s: Summary) -> None:
+        """Log the bars skipped at a restart (done before it) as one event, with their count."""
+        if s.skipped and not s.skip_logged:
+            log_event(self.dir, {"event": "skipped", "count": s.skipped,
+                                 "reason": "skipped, already processed"})
+            s.skip_logged = True
+
+    def _run(self, feed, s: Summary, on_bar, limit) -> None:
         for item in feed:
             if isinstance(item, Refused):
                 self.refuse(s, {"where": item.where}, item.reason)
@@ -158,17 +173,17 @@ class PaperRunner:
                             f"({_iso(now)}); see --max-ahead")
                 continue
             if self.last_ts is not None and item.ts <= self.last_ts:
-                if self.redo is None and s.processed == 0:
-                    s.skipped += 1          # processed before a restart
+                if s.processed == 0 and s.redone == 0:
+                    s.skipped += 1          # processed before a restart (or a crash)
                     continue
                 self.refuse(s, {"ts": item.ts}, "out of order or duplicate bar")
                 continue
+            self._skipped_once(s)
             self.one_bar(item, s)
             if on_bar is not None:
                 on_bar(s.last)
             if limit is not None and s.processed + s.redone >= limit:
                 break
-        return s
 
     def refuse(self, s: Summary, where: dict, reason: str) -> None:
         """A bar or line not applied: logged, counted, and shown by `crowe paper status`; it
