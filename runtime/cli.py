@@ -11,6 +11,7 @@ verification, 2 when it could not be examined at all. Add a command with ``@main
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -18,6 +19,7 @@ from crowe.compiler.artifact.keys import KeyFileError
 from crowe.compiler.artifact.signatures import ROLES
 from crowe.compiler.artifact.trust import TrustStoreError
 from crowe.compiler.artifact.verify import STAGES, ArtifactError
+from crowe.dsl.quantity import QuantityError, check_ascii_digits
 
 from .data import DataError, load_bars
 from .engine import ParamError
@@ -96,6 +98,22 @@ def data_check(path: str, fmt: str) -> None:
     raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
 
 
+def _cash(ctx, param, value: str) -> float:
+    """`--cash`: a positive, finite amount in ASCII digits (`nan`, `inf`, `0`, `-1` refused)."""
+    try:
+        check_ascii_digits(value)
+        amount = float(value)
+    except QuantityError as e:
+        raise click.BadParameter(f"{e}; {e.help}") from None
+    except ValueError:
+        raise click.BadParameter(f"`{value}` is not a number; give the initial capital, e.g. "
+                                 "`--cash 1e6`") from None
+    if not (math.isfinite(amount) and amount > 0):
+        raise click.BadParameter(f"`{value}` is not a positive, finite amount; give the initial "
+                                 "capital, e.g. `--cash 1e6`")
+    return amount
+
+
 @main.command()
 @click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--data", type=click.Path(path_type=str), default=None,
@@ -106,7 +124,8 @@ def data_check(path: str, fmt: str) -> None:
 @click.option("--end", default=None, help="Last date to simulate (inclusive).")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Override a policy parameter; repeatable.")
-@click.option("--cash", type=float, default=1e6, show_default=True, help="Initial capital.")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash,
+              help="Initial capital: a positive, finite amount.")
 @click.option("--trust", "trust_dir", default=None, metavar="DIR",
               help="For an artifact: check its signatures against this trust store.")
 @click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY).")
@@ -120,6 +139,8 @@ def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt) ->
     exported step runs as it is.
     """
     from .commands import run_backtest
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or default_out(policy))
     run_backtest(policy, data, start, end, params, cash, out_dir, fmt, trust_dir)
 
 
@@ -251,10 +272,11 @@ def paper_run(artifact, trust_dir, state_dir, feed, speed, max_gap, max_ahead,
     trust store). Every bar is journaled (hash-chained) and the state checkpointed in
     --state-dir; a restart resumes where it stopped. SIGUSR1 halts, SIGUSR2 flattens."""
     from .artifact import load_artifact
-    from .paper.commands import run_paper
-    loaded = load_artifact(artifact, trust_dir, "paper", state_dir, allow_rollback, record=True)
-    raise click.exceptions.Exit(run_paper(loaded.engine, loaded.verified.digest, state_dir,
-                                          feed, speed, max_gap, max_ahead))
+    from .paper.commands import record_version, run_paper
+    loaded = load_artifact(artifact, trust_dir, "paper", state_dir, allow_rollback)
+    raise click.exceptions.Exit(run_paper(
+        loaded.engine, loaded.verified.digest, state_dir, feed, speed, max_gap, max_ahead,
+        on_start=lambda: record_version(loaded.verified.artifact, state_dir, allow_rollback)))
 
 
 @paper.command("kill")

@@ -1,6 +1,7 @@
 """What `crowe backtest` does, as functions the command line and the tests share."""
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,30 @@ def parse_params(items: tuple[str, ...]) -> dict[str, float]:
 
 def default_out(policy_path: str) -> str:
     return str(Path("out") / Path(policy_path).stem)
+
+
+def usable_out_dir(path: str) -> str:
+    """`path`, once it is known that a backtest can write its results there: a directory, or
+    one that can be created, where this process may write. Checked before the run, so that a
+    long backtest does not fail at its end; nothing is left behind by the check."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out `{path}` is a file, not a directory; choose a directory for the "
+                       "results (it is created when it does not exist)")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunError(f"--out `{path}` cannot be created: `{existing}` is a file, not a "
+                       "directory; choose another --out")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise RunError(f"--out `{path}`: cannot write in `{existing}` "
+                       f"({e.strerror or type(e).__name__}); choose a directory you can write "
+                       "to") from None
+    return path
 
 
 # -- artifacts ----------------------------------------------------------------------------------

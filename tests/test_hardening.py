@@ -197,3 +197,59 @@ def test_a_number_is_quoted_as_written(old, new, message, help):
     [d] = check(old, new).diagnostics
     assert d.message.startswith(message), d.message
     assert help is None or d.help.startswith(help), d.help
+
+
+# -- backtest flags -------------------------------------------------------------------------------
+
+POLICY = "policies/cs_mom_v1.policy"
+
+
+def backtest_cli(*args):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from crowe.runtime.cli import main
+    root = Path(__file__).resolve().parent.parent
+    return CliRunner().invoke(main, ["backtest", str(root / POLICY), *args])
+
+
+@pytest.mark.parametrize("cash", ["nan", "-1", "0", "inf", "-inf", "1e6x", "1\uff10"])
+def test_backtest_refuses_cash_that_is_not_a_positive_finite_amount(cash, tmp_path):
+    result = backtest_cli(f"--cash={cash}", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--cash'" in result.output and f"`{cash}`" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_backtest_refuses_an_out_that_is_a_file(tmp_path):
+    target = tmp_path / "results"
+    target.write_text("not a directory")
+    for out in (target, target / "sub"):
+        result = backtest_cli("--out", str(out))
+        assert result.exit_code == 2, result.output
+        assert "internal error" not in result.output
+        assert f"error: --out `{out}`" in result.output and "is a file" in result.output
+    assert target.read_text() == "not a directory"
+
+
+def test_backtest_refuses_an_out_it_cannot_write(tmp_path, monkeypatch):
+    import os
+
+    from crowe.runtime import run
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: make the directory refuse as a read-only one
+        def refuse(dir=None, **kw):
+            raise PermissionError(13, "Permission denied", dir)
+        monkeypatch.setattr(run.tempfile, "TemporaryFile", refuse)
+    try:
+        result = backtest_cli("--out", str(locked / "out"))
+    finally:
+        locked.chmod(0o755)
+    assert result.exit_code == 2, result.output
+    assert "internal error" not in result.output
+    assert f"--out `{locked / 'out'}`: cannot write in `{locked}` (Permission denied)" in \
+        result.output
+    assert not (locked / "out").exists()
