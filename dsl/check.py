@@ -503,6 +503,7 @@ class Checker:
                            "`stdev(ret(close, 1), 63) * sqrt(5)`")
 
     def check_compliance(self) -> None:
+        self.check_long_only_net()
         comp = self.spec.compliance
         if comp is None or self.spec.universe is None:
             return
@@ -515,6 +516,37 @@ class Checker:
         if not comp.shorting.allowed and comp.shorting.locates:
             self.diags.add("W0304", "locates are listed but shorting is not allowed",
                            self.span("compliance", "shorting", "locates"))
+        restricted = set(comp.restricted)
+        if isinstance(listed, list) and listed and set(listed) <= restricted:
+            self.diags.add("E0510", "every symbol of the universe is restricted: the policy can "
+                           "never trade", self.span("compliance", "restricted"),
+                           secondary=[Label(self.span("universe", "symbols"), "the universe")],
+                           help="remove the symbols it may trade from `compliance.restricted`, "
+                           "or add tradable symbols to `universe.symbols`")
+        for i, sym in enumerate(comp.shorting.locates):
+            if sym in restricted:
+                self.diags.add("W0305", f"`{sym}` is restricted and also listed for locates",
+                               self.span("compliance", "shorting", "locates", i),
+                               help="a restricted symbol is never held, so its locate has no "
+                               "effect: remove it from `locates`, or from `restricted` if it "
+                               "may trade")
+
+    def check_long_only_net(self) -> None:
+        """A book that cannot be short has a net exposure equal to its gross exposure, so a net
+        limit of 0 allows no position at all."""
+        risk, comp = self.spec.risk, self.spec.compliance
+        if risk is None or risk.net_max is None or risk.net_max > 0:
+            return
+        if comp is not None and not comp.shorting.allowed:
+            why = Label(self.span("compliance", "shorting", "allowed"), "shorting not allowed")
+        elif getattr(self.spec.portfolio, "long_only", False) is True:
+            why = Label(self.span("portfolio", "long_only"), "a long-only portfolio")
+        else:
+            return
+        self.diags.add("E0510", "a net limit of 0 on a long-only book allows no position: the "
+                       "policy can never trade", self.span("risk", "net_max"), secondary=[why],
+                       help="without shorts the net exposure is the gross exposure: raise "
+                       "`net_max`, or allow shorting for a market-neutral book")
 
     def check_unused(self) -> None:
         used = self.mentioned()

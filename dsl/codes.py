@@ -81,6 +81,7 @@ CODES = {
     "W0302": "a restricted symbol that is not in the universe",
     "W0303": "no drawdown limit",
     "W0304": "locates listed while shorting is not allowed",
+    "W0305": "a symbol both restricted and listed for locates",
 }
 
 

@@ -162,3 +162,47 @@ def test_sizing_and_portfolio_together_are_refused():
     result = check("sizing: {method: equal}", "sizing: {method: equal}\nportfolio: "
                    "{method: mean_variance}")
     assert "E0314" in codes(result)
+
+
+# -- contradictions a risk officer would want reported (issue 13) -------------------------------
+
+def test_a_fully_restricted_universe_can_never_trade():
+    result = check("  restricted: [IBM]", "  restricted: [IBM, MSFT, AAPL]")
+    assert codes(result) == ["E0510"]
+    assert "every symbol of the universe is restricted" in result.diagnostics[0].message
+    assert codes(check("  restricted: [IBM]", "  restricted: [IBM, MSFT]")) == []
+
+
+@pytest.mark.parametrize("net", ["0", "0%", "0bps"])
+def test_long_only_with_a_net_limit_of_zero_allows_no_position(net):
+    result = check("  restricted: [IBM]", "  restricted: [IBM]\n  shorting: {allowed: false}"
+                   ).source.text.replace("net_max: 50%", f"net_max: {net}")
+    result = check_text(result, "r.policy")
+    assert codes(result) == ["E0510"]
+    d = result.diagnostics[0]
+    assert d.span.line == BASE.splitlines().index("  net_max: 50%") + 1
+    assert [lb.message for lb in d.secondary] == ["shorting not allowed"]
+    # with shorts, a net limit of 0 is a market-neutral book
+    assert codes(check("  net_max: 50%", f"  net_max: {net}")) == []
+
+
+def test_a_long_only_portfolio_with_a_net_limit_of_zero():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "policies" / "mv_sector_v1.policy"
+            ).read_text("utf-8")
+    assert "net_max: 20%" in text and "portfolio:\n" in text
+    text = text.replace("net_max: 20%", "net_max: 0").replace("portfolio:\n",
+                                                              "portfolio:\n  long_only: true\n")
+    result = check_text(text, "mv.policy")
+    assert codes(result) == ["E0510"]
+    assert [lb.message for lb in result.diagnostics[0].secondary] == ["a long-only portfolio"]
+
+
+def test_a_symbol_restricted_and_located_is_a_warning():
+    result = check("  restricted: [IBM]", "  restricted: [IBM]\n  shorting: {allowed: true, "
+                   "locate_required: true, locates: [MSFT, IBM]}")
+    assert codes(result) == ["W0305"]
+    d = result.diagnostics[0]
+    assert "`IBM` is restricted and also listed for locates" == d.message
+    assert result.source.text[d.span.start:d.span.end] == "IBM"     # in the locates
+    assert result.source.text[:d.span.start].endswith("locates: [MSFT, ")
