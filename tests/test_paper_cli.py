@@ -287,3 +287,21 @@ def test_journal_verify_without_a_journal_is_an_error(tmp_path, what):
     assert out.returncode == 1 and "ok" not in out.stdout
     assert f"no journal `{state / 'journal.jsonl'}`" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_version_is_recorded_only_once_the_run_starts(signed, tmp_path):
+    d = signed
+    run = ["paper", d / "p.cpol", "--trust", d / "trust", "--state-dir"]
+    bad_feed = crowe(*run, tmp_path / "a", "--feed", "kafka:prices")
+    assert bad_feed.returncode == 2 and not (tmp_path / "a" / "versions.json").exists()
+    damaged = tmp_path / "b"
+    damaged.mkdir()
+    (damaged / "journal.jsonl").write_text("not json\n")
+    refused = crowe(*run, damaged, "--feed", f"replay:{d / 'bars.parquet'}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert not (damaged / "versions.json").exists()
+    first = _first_bars(d / "bars.parquet", tmp_path / "first.parquet", 3)
+    ok = crowe(*run, tmp_path / "c", "--feed", f"replay:{first}")
+    assert ok.returncode == 0, ok.stderr
+    versions = json.loads((tmp_path / "c" / "versions.json").read_text())
+    assert versions["paper_test"]["version"] == "1.0.0"

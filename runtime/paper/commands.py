@@ -41,21 +41,33 @@ def _line(st: dict) -> str:
 
 
 def run_paper(engine, digest: str, state_dir: str, feed_spec: str, speed: float | None,
-              max_gap: str, max_ahead: str = "1d") -> int:
+              max_gap: str, max_ahead: str = "1d", on_start=None) -> int:
+    """Run the paper loop under the state directory's lock. `on_start` is called once the run
+    has started (lock taken, state recovered), before the first bar."""
     state = Path(state_dir)
     limits = {"max_gap_ns": parse_duration_ns(max_gap),
               "max_ahead_ns": parse_duration_ns(max_ahead)}
     feed = make_feed(feed_spec, engine.symbols, speed)
     with StateDirLock(state):          # held until the run ends; the OS drops it on a crash
-        return _run_locked(engine, digest, state, feed, limits)
+        return _run_locked(engine, digest, state, feed, limits, on_start)
 
 
-def _run_locked(engine, digest: str, state: Path, feed, limits: dict) -> int:
+def record_version(artifact, state_dir: str, allow_rollback: bool) -> None:
+    """Record the artifact's version as run from the state directory (the rollback record),
+    checking it again under the lock."""
+    from crowe.compiler.artifact.verify import check_rollback, record_run
+    check_rollback(artifact, state_dir, allow_rollback)
+    record_run(artifact, state_dir)
+
+
+def _run_locked(engine, digest: str, state: Path, feed, limits: dict, on_start) -> int:
     runner = PaperRunner(engine, state, digest, **limits)
     _install_signals(state)
     err = Console(stderr=True)
     try:
         runner.recover()
+        if on_start is not None:
+            on_start()
         if err.is_terminal:
             with Live("", console=err, refresh_per_second=8, transient=False) as live:
                 summary = runner.run(feed, on_bar=lambda st: live.update(_line(st)))
