@@ -286,6 +286,7 @@ def test_journal_verify_without_a_journal_is_an_error(tmp_path, what):
     out = crowe("journal", "verify", state)
     assert out.returncode == 1 and "ok" not in out.stdout
     assert f"no journal `{state / 'journal.jsonl'}`" in out.stderr
+    assert ("does not exist" in out.stderr) == (what == "no_directory")
     assert "Traceback" not in out.stderr
 
 

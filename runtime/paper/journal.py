@@ -198,9 +198,10 @@ def verify(state_dir: Path) -> Check:
     from .checkpoint import NAME as CKPT
     j = Journal(state_dir)
     if not j.path.is_file():
-        return Check(False, 0, None, f"there is no journal `{j.path}`"
-                     + ("" if Path(state_dir).is_dir() else
-                        f": `{state_dir}` is not a directory"))
+        d = Path(state_dir)
+        return Check(False, 0, None, f"there is no journal `{j.path}`" + (
+            "" if d.is_dir() else f": `{d}` is not a directory" if d.exists() else
+            f": `{d}` does not exist"))
     try:
         records, tail = j.read()
     except JournalError as e:
