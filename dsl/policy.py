@@ -483,11 +483,6 @@ def _tag_span(root: MapNode, where: tuple, default: Span) -> Span:
     return node.span if node is not None else default
 
 
-def _clean(err: dict, path: list) -> tuple:
-    """The location without union tags: the keys as the author wrote them."""
-    return tuple(p for p in err["loc"] if p in path or isinstance(p, int))
-
-
 def _not_available(err: dict, path: list, root, source, diags) -> bool:
     where = tuple(str(p) for p in path)
     if where not in reg.NOT_AVAILABLE:

@@ -113,7 +113,6 @@ class Component:
     needs: Callable[[Any], tuple[Need, ...]] = _no_needs
     reasons: tuple[str, ...] = ()
     per_instrument: bool = True
-    acts: bool = False               # limits and detectors: carries `action` and `cooldown`
 
     def __post_init__(self):
         if self.slot not in SLOTS:

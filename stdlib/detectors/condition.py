@@ -25,5 +25,4 @@ def make(s: Settings):
     return stateless(update)
 
 
-COMPONENT = Component("when", "detector", ("stand_down", "*"), Settings, make, __doc__,
-                      acts=True)
+COMPONENT = Component("when", "detector", ("stand_down", "*"), Settings, make, __doc__)

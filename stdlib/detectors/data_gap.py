@@ -29,4 +29,4 @@ def make(s: Settings):
 
 
 COMPONENT = Component("data_gap", "detector", ("stand_down", "data_gap"), Settings, make,
-                      __doc__, per_instrument=False, acts=True)
+                      __doc__, per_instrument=False)

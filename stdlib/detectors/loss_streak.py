@@ -31,4 +31,4 @@ def make(s: Settings):
 
 
 COMPONENT = Component("loss_streak", "detector", ("stand_down", "loss_streak"), Settings, make,
-                      __doc__, per_instrument=False, acts=True)
+                      __doc__, per_instrument=False)

@@ -44,4 +44,4 @@ def needs(s: Settings) -> tuple[Need, ...]:
 
 
 COMPONENT = Component("vol_spike", "detector", ("stand_down", "vol_spike"), Settings, make,
-                      __doc__, needs=needs, per_instrument=True, acts=True)
+                      __doc__, needs=needs, per_instrument=True)

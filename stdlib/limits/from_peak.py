@@ -46,4 +46,4 @@ def make(s: Settings):
 
 
 COMPONENT = Component("from_peak", "limit", ("risk", "drawdown", "from_peak"), Settings, make,
-                      __doc__, per_instrument=False, acts=True)
+                      __doc__, per_instrument=False)

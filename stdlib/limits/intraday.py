@@ -42,4 +42,4 @@ def make(s: Settings):
 
 
 COMPONENT = Component("intraday", "limit", ("risk", "drawdown", "intraday"), Settings, make,
-                      __doc__, per_instrument=False, acts=True)
+                      __doc__, per_instrument=False)

@@ -58,4 +58,4 @@ def make(s: Settings):
 
 
 COMPONENT = Component("trailing_stop", "limit", ("risk", "trailing_stop"), Settings, make,
-                      __doc__, per_instrument=False, acts=True)
+                      __doc__, per_instrument=False)
