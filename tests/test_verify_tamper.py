@@ -203,6 +203,9 @@ def test_missing_file_and_directory(tmp_path):
     (lambda m: m["toolchain"].update(jaxlib="0.4.30"), "built with jaxlib 0.4.30"),
     (lambda m: m["toolchain"].update(x64=False), "x64 off"),
     (lambda m: m["toolchain"].update(platforms=["tpu"]), "not for this backend (cpu)"),
+    (lambda m: m["toolchain"].update(xla_flags=m["toolchain"]["xla_flags"] +
+                                     " --xla_cpu_enable_fast_math=true"),
+     "compiled with XLA_FLAGS"),
 ])
 def test_toolchain_mismatch_even_when_signed(tmp_path, keys, edit, match):
     blob = kit.rewrite_manifest(kit.compiled(NAME), edit, [(keys["alice"], "author")])
@@ -276,3 +279,19 @@ def test_a_cuda_runtime_finds_the_cuda_modules(tmp_path, monkeypatch):
     monkeypatch.setattr(v, "this_platform", lambda: "gpu")
     with pytest.raises(v.ToolchainMismatch, match="not for this backend"):
         v.verify(path)
+
+
+def test_a_runtime_with_other_xla_flags_is_refused(tmp_path, signed):
+    """The same artifact under other XLA flags (fast math) would make other decisions: the
+    runtime refuses it rather than run it."""
+    path = kit.write(tmp_path, signed)
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_enable_fast_math=true").strip()
+    code = ("import sys\nfrom crowe.compiler.artifact import verify as v\n"
+            "try:\n    v.verify(sys.argv[1])\nexcept v.ToolchainMismatch as e:\n"
+            "    print(e)\n    sys.exit(1)\n")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "compiled with XLA_FLAGS" in out.stdout and "fast_math" in out.stdout
+    v.verify(path)                     # and this process, with the flags it was built with

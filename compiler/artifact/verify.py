@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,6 +304,12 @@ def check_toolchain(art: Artifact) -> None:
         raise ToolchainMismatch(f"{where} was built with x64 off; policies run in float64")
     if not jax.config.read("jax_enable_x64"):
         raise ToolchainMismatch(f"{where} needs x64 (float64), which is off in this runtime")
+    built, here = xla_flags(tc.get("xla_flags", "")), xla_flags(os.environ.get("XLA_FLAGS", ""))
+    if built != here:
+        raise ToolchainMismatch(
+            f"{where} was compiled with XLA_FLAGS `{' '.join(built) or '(none)'}` and this "
+            f"runtime has `{' '.join(here) or '(none)'}`: XLA would generate other float code "
+            f"and the decisions could differ; run it with XLA_FLAGS=\"{' '.join(built)}\"")
     backend = this_platform()
     platforms, modules = tuple(tc.get("platforms", ())), art.manifest["modules"]
     if backend not in platforms:
@@ -314,6 +321,11 @@ def check_toolchain(art: Artifact) -> None:
         raise ToolchainMismatch(f"{where} lists {backend} among its platforms but has no "
                                 f"{backend} modules (its manifest has modules for: {have}); the "
                                 "artifact is inconsistent: recompile it")
+
+
+def xla_flags(text: str) -> tuple[str, ...]:
+    """XLA flags as a set (their order does not matter to XLA), sorted."""
+    return tuple(sorted(set(text.split())))
 
 
 # -- 3. signatures --------------------------------------------------------------------------------
