@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from crowe.stdlib import components as reg
+
 from .check import CheckedPolicy, Checker
 from .diagnostics import Diagnostic, Diagnostics, suggestion
 from .files import read_limited
 from .quantity import NOT_ASCII_DIGIT
-from crowe.stdlib import components as reg
-
 from .schema import PolicySpec, Rules
 from .source import SourceFile, Span
 from .yamlload import (MAX_BYTES, MapNode, Node, ScalarNode, SeqNode, decode_source, load_yaml,
