@@ -63,6 +63,7 @@ class Ctx(NamedTuple):
     n_sectors: int
     gross_max: float
     position_max: float
+    symbols: tuple[str, ...] = ()    # the universe's symbols, in the order of the arrays
 
 
 class Transform(NamedTuple):
