@@ -10,7 +10,7 @@ from .detectors import condition, data_gap, loss_streak, vol_spike
 from .execution import limit, market, order_size, throttle
 from .limits import from_peak, intraday, trailing_stop
 from .overlays import gross_cap, net_cap, position_cap, sector_cap, tail_risk
-from .portfolio import mean_variance
+from .portfolio import hrp, kelly, mean_variance, min_variance, risk_parity
 from .sizing import equal, inverse_vol, kelly_tempered, vol_target
 
 
@@ -23,7 +23,8 @@ def _registry(slot: str, *components) -> Registry:
 
 SIZING = _registry("sizing", kelly_tempered.COMPONENT, vol_target.COMPONENT, equal.COMPONENT,
                    inverse_vol.COMPONENT)
-PORTFOLIO = _registry("portfolio", mean_variance.COMPONENT)
+PORTFOLIO = _registry("portfolio", mean_variance.COMPONENT, hrp.COMPONENT, risk_parity.COMPONENT,
+                      min_variance.COMPONENT, kelly.COMPONENT)
 OVERLAYS = _registry("overlay", position_cap.COMPONENT, sector_cap.COMPONENT, net_cap.COMPONENT,
                      gross_cap.COMPONENT, tail_risk.VAR, tail_risk.ES)
 LIMITS = _registry("limit", intraday.COMPONENT, from_peak.COMPONENT, trailing_stop.COMPONENT)
@@ -42,9 +43,6 @@ IMPACT_WINDOW = 20
 # Names a user may know from the documentation or other tools that have no component yet: the
 # checker refuses them with this advice (they are not in the schema).
 NOT_AVAILABLE = {
-    ("portfolio", "method", "hrp"): "use `method: mean_variance`, or a sizing method",
-    ("portfolio", "method", "risk_parity"): "use `sizing: {method: inverse_vol}` for a simple "
-                                            "risk-balanced book, or `method: mean_variance`",
     ("execution", "algo", "twap"): "use `algo: market` or `algo: limit`",
     ("execution", "algo", "vwap"): "use `algo: market` (with `price: vwap` to fill at the "
                                    "bar's VWAP proxy) or `algo: limit`",
