@@ -482,14 +482,19 @@ class Checker:
                            help="add e.g. `sizing: {method: kelly_tempered, lambda: 0.3}`, or "
                            "a `portfolio` optimizer")
         h = self.spec.signal.horizon if self.spec.signal is not None else None
-        if portfolio is None and self.node("signal", "horizon") is not None and \
+        method = getattr(self.spec.portfolio, "method", None)
+        unread = portfolio is None or not getattr(self.spec.portfolio, "reads_horizon", True)
+        if unread and self.node("signal", "horizon") is not None and \
                 h is not None and h.seconds is not None and \
                 h.bars(self.bar_seconds) not in (None, 1):
-            self.diags.add("E0306", "a `horizon` of more than one bar changes nothing without a "
-                           "portfolio optimizer",
-                           self.key_span("signal", "horizon"), help="the optimizer scales the "
-                           "covariance to the forecast's horizon; sizing methods read `mu` and "
-                           "`sigma` as they are: remove it (say the horizon in a comment)")
+            what = "without a portfolio optimizer" if portfolio is None else \
+                f"with `{method}`, which does not read the forecast"
+            self.diags.add("E0306", f"a `horizon` of more than one bar changes nothing {what}",
+                           self.key_span("signal", "horizon"), help="the `mean_variance` and "
+                           "`kelly` optimizers scale the covariance to the forecast's horizon; "
+                           "other methods read `mu` and `sigma` as they are, or not at all: "
+                           "remove it (say the horizon in a comment)")
+        self.check_risk_budgets()
         if self.node("signal", "cost") is not None and "prob_edge" not in self.mentioned():
             self.diags.add("E0306", "the cost hurdle changes nothing: no gate or rule reads "
                            "`prob_edge`", self.key_span("signal", "cost"),
@@ -501,6 +506,20 @@ class Checker:
                            "trade", self.span("signal", "sigma"),
                            help="`sigma` is the uncertainty of `mu`: write an estimate such as "
                            "`stdev(ret(close, 1), 63) * sqrt(5)`")
+
+    def check_risk_budgets(self) -> None:
+        """A risk budget names a symbol of the universe (a misspelt one would leave the
+        intended symbol at the default budget)."""
+        budgets = getattr(self.spec.portfolio, "budgets", None)
+        listed = self.spec.universe.symbols if self.spec.universe is not None else None
+        if not budgets or not isinstance(listed, list):
+            return
+        for sym in budgets:
+            if sym not in listed:
+                self.diags.add("E0315", f"risk budget for `{sym}`, which is not in the "
+                               "universe", self.key_span("portfolio", "budgets", sym),
+                               help=suggestion(sym, listed) or "list it in `universe.symbols`,"
+                               " or remove its budget")
 
     def check_compliance(self) -> None:
         self.check_long_only_net()

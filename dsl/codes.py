@@ -55,6 +55,7 @@ CODES = {
     "E0312": "a limit larger than the gross limit",
     "E0313": "a sector limit without a sector for each symbol",
     "E0314": "sections that conflict: both set the same thing",
+    "E0315": "a risk budget for a symbol that is not in the universe",
     "E0320": "a parameter whose range is empty or excludes its default",
     "E0401": "a name that is not a defined value",
     "E0402": "a signal value used where it is not available",

@@ -33,7 +33,7 @@ covariance.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from crowe.stdlib._jax import jnp, lax
 from crowe.stdlib.component import Component, Need, stateless
@@ -46,6 +46,7 @@ from .common import EPS, budget_of, usable_cov
 
 class Settings(Section):
     method: Literal["hrp"]
+    reads_horizon: ClassVar[bool] = False     # `signal.horizon` changes nothing here
     budget: Budget | None = None
     covariance: cv.Covariance = cv.Covariance()
 

@@ -30,7 +30,7 @@ cvxpy.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from crowe.dsl.fields import Section, positive_int
 from crowe.stdlib._jax import jnp
@@ -44,6 +44,7 @@ from .common import budget_of, usable_cov
 
 class Settings(Section):
     method: Literal["min_variance"]
+    reads_horizon: ClassVar[bool] = False     # `signal.horizon` changes nothing here
     budget: Budget | None = None
     long_only: bool = False
     covariance: cv.Covariance = cv.Covariance()

@@ -30,7 +30,7 @@ Spinu's formulation.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from crowe.dsl.fields import Section, frac, positive_int
 from crowe.stdlib._jax import jnp, lax
@@ -47,6 +47,7 @@ RiskBudget = frac(0.0, 1e6, lo_open=True, what="risk budget")
 
 class Settings(Section):
     method: Literal["risk_parity"]
+    reads_horizon: ClassVar[bool] = False     # `signal.horizon` changes nothing here
     budget: Budget | None = None
     budgets: dict[str, RiskBudget] = {}
     covariance: cv.Covariance = cv.Covariance()
