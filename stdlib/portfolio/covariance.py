@@ -22,22 +22,25 @@ class Covariance(Section):
     window: Window = 126
 
 
-def ledoit_wolf(x, mask):
+def ledoit_wolf(x, mask, cols=None):
     """Ledoit-Wolf (2004) shrinkage toward a scaled identity of the rows of ``x`` [T, N] where
-    ``mask`` [T] is true. Returns (covariance [N, N], shrinkage delta)."""
+    ``mask`` [T] is true, on the columns where ``cols`` [N] is true (all by default; the others
+    are 0 and do not count in the target). Returns (covariance [N, N], shrinkage delta)."""
     m = mask[:, None]
     t = jnp.maximum(mask.sum(), 2).astype(jnp.float64)
+    eye = jnp.eye(x.shape[1]) if cols is None else jnp.diag(cols.astype(jnp.float64))
+    x = x if cols is None else jnp.where(cols[None, :], x, 0.0)
     mean = jnp.where(m, x, 0.0).sum(0) / t
     xc = jnp.where(m, x - mean, 0.0)
     s = xc.T @ xc / t
-    n = x.shape[1]
+    n = jnp.maximum(jnp.trace(eye), 1.0)
     mu = jnp.trace(s) / n
-    d2 = jnp.sum((s - mu * jnp.eye(n)) ** 2) / n
+    d2 = jnp.sum((s - mu * eye) ** 2) / n
     fourth = jnp.sum(jnp.sum(xc * xc, axis=1) ** 2)
     b2_bar = (fourth - t * jnp.sum(s * s)) / (t * t) / n
     b2 = jnp.minimum(b2_bar, d2)
     delta = jnp.where(d2 > EPS, b2 / jnp.maximum(d2, EPS), 1.0)
-    return delta * mu * jnp.eye(n) + (1.0 - delta) * s, delta
+    return delta * mu * eye + (1.0 - delta) * s, delta
 
 
 def sample(x, mask):
@@ -55,7 +58,7 @@ def estimate(settings: Covariance, history, usable):
     x = jnp.where(usable[None, :], rows, 0.0)
     in_window = age < settings.window
     if settings.estimator == "ledoit_wolf":
-        cov, _ = ledoit_wolf(x, in_window)
+        cov, _ = ledoit_wolf(x, in_window, usable)
     else:
         cov = sample(x, in_window)
     return jnp.where(usable[:, None] & usable[None, :], cov, jnp.eye(x.shape[1]))

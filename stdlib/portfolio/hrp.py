@@ -124,16 +124,18 @@ def bisect(c, m):
         rect = pre[hi, hi] - pre[lo, hi] - pre[hi, lo] + pre[lo, lo]
         return rect / jnp.maximum(ca[hi] - ca[lo], EPS) ** 2
 
-    w, lo, hi = jnp.ones(n), jnp.zeros(n, jnp.int64), jnp.full(n, m)
-    for _ in range(max(1, (n - 1).bit_length())):
+    def level(_, carry):
+        w, lo, hi = carry
         split = hi - lo >= 2
         mid = lo + (hi - lo) // 2
         v0, v1 = var(lo, mid), var(mid, hi)
         alpha = jnp.where(v0 + v1 > 0, 1.0 - v0 / jnp.where(v0 + v1 > 0, v0 + v1, 1.0), 0.5)
         first = p < mid
         w = jnp.where(split, w * jnp.where(first, alpha, 1.0 - alpha), w)
-        lo = jnp.where(split & ~first, mid, lo)
-        hi = jnp.where(split & first, mid, hi)
+        return w, jnp.where(split & ~first, mid, lo), jnp.where(split & first, mid, hi)
+
+    start = (jnp.ones(n), jnp.zeros(n, jnp.int64), jnp.full(n, m, jnp.int64))
+    w, _, _ = lax.fori_loop(0, max(1, (n - 1).bit_length()), level, start)
     return jnp.where(held, w, 0.0)
 
 
