@@ -138,7 +138,6 @@ def test_one_broken_gate_does_not_hide_another():
     ("execution: {algo: market}", "execution: {algo: market, limit_offset: 3bps}", "E0301"),
     ("execution: {algo: market}", "execution: {algo: pov}", "E0306"),
     ("execution: {algo: market}", "execution: {algo: market, remainder: carry}", "E0306"),
-    ("sizing: {method: equal}", "portfolio: {method: risk_parity}", "E0306"),
     ("horizon: 1d", "horizon: 5d", "E0306"),                      # nothing reads it
     ("bar: 1d}", "bar: 1d, calendar: XNYS}", "E0306"),
     ("restricted: [IBM]", "restricted: [IBM]\n  wash_trade_prevention: true", "E0306"),
@@ -156,6 +155,18 @@ def test_a_setting_of_another_method_names_its_owner():
     (d,) = [d for d in result.errors if d.code == "E0301"]
     assert "`budget`" in d.message and "`kelly_tempered`" in d.message
     assert "`equal`" in d.help and "`inverse_vol`" in d.help
+
+
+@pytest.mark.parametrize("method, refused", [("hrp", True), ("risk_parity", True),
+                                              ("min_variance", True), ("kelly, lambda: 0.5", False),
+                                              ("mean_variance", False)])
+def test_a_horizon_is_refused_where_the_portfolio_method_does_not_read_it(method, refused):
+    text = BASE.replace("horizon: 1d", "horizon: 5d").replace(
+        "sizing: {method: equal}", f"portfolio: {{method: {method}}}")
+    result = check_text(text, "r.policy")
+    assert codes(result) == (["E0306"] if refused else []), codes(result)
+    if refused:
+        assert "does not read the forecast" in result.errors[0].message
 
 
 def test_sizing_and_portfolio_together_are_refused():

@@ -129,6 +129,11 @@ OPTIMIZED = plus(sizing=None, signal={"horizon": "5d", "mu": "0.5 * trend * vol"
                             "turnover_penalty": "2bps", "l1_penalty": "1bps",
                             "covariance": {"estimator": "ledoit_wolf", "window": 60},
                             "iterations": 50})
+ALLOCATE = plus(sizing=None, signal={"mu": "0.5 * trend * vol", "sigma": "vol"})
+HRP = plus(ALLOCATE, portfolio={"method": "hrp", "covariance": {"window": 60}})
+PARITY = plus(ALLOCATE, portfolio={"method": "risk_parity", "covariance": {"window": 60}})
+MINVAR = plus(ALLOCATE, portfolio={"method": "min_variance", "covariance": {"window": 60}})
+KELLY = plus(OPTIMIZED, portfolio={"method": "kelly", "lambda": 0.5, "covariance": {"window": 60}})
 SECTORS = plus(universe__sectors={"AAPL": "hardware", "GOOG": "internet", "IBM": "hardware",
                                   "MSFT": "software"}, risk__sector_max="70%")
 VAR = plus(risk__var={"confidence": "95%", "window": 60, "max": "3%"})
@@ -184,7 +189,7 @@ VARIANTS = {
                                        "changes"),
     "sizing[inverse_vol].budget": (SIZES["inverse_vol"],
                                    plus(SIZES["inverse_vol"], sizing__budget="50%"), "changes"),
-    "portfolio.method": (OPTIMIZED, plus(OPTIMIZED, portfolio__method="hrp"), "refused"),
+    "portfolio.method": (OPTIMIZED, KELLY, "changes"),
     "portfolio[mean_variance].risk_aversion": (
         OPTIMIZED, plus(OPTIMIZED, portfolio__risk_aversion=20), "changes"),
     "portfolio[mean_variance].turnover_penalty": (
@@ -193,12 +198,25 @@ VARIANTS = {
         OPTIMIZED, plus(OPTIMIZED, portfolio__l1_penalty="30bps"), "changes"),
     "portfolio[mean_variance].long_only": (
         OPTIMIZED, plus(OPTIMIZED, portfolio__long_only=True), "changes"),
-    "portfolio[mean_variance].covariance.estimator": (
+    "portfolio[*].covariance.estimator": (
         OPTIMIZED, plus(OPTIMIZED, portfolio__covariance__estimator="sample"), "changes"),
-    "portfolio[mean_variance].covariance.window": (
+    "portfolio[*].covariance.window": (
         OPTIMIZED, plus(OPTIMIZED, portfolio__covariance__window=30), "changes"),
     "portfolio[mean_variance].iterations": (
         OPTIMIZED, plus(OPTIMIZED, portfolio__iterations=3), "changes"),
+    "portfolio[hrp].budget": (HRP, plus(HRP, portfolio__budget="50%"), "changes"),
+    "portfolio[risk_parity].budget": (PARITY, plus(PARITY, portfolio__budget="50%"), "changes"),
+    "portfolio[risk_parity].budgets.*": (PARITY, plus(PARITY, portfolio__budgets={"IBM": 3}),
+                                         "changes"),
+    "portfolio[risk_parity].iterations": (PARITY, plus(PARITY, portfolio__iterations=1),
+                                          "changes"),
+    "portfolio[min_variance].budget": (MINVAR, plus(MINVAR, portfolio__budget="50%"),
+                                       "changes"),
+    "portfolio[min_variance].long_only": (MINVAR, plus(MINVAR, portfolio__long_only=True),
+                                          "changes"),
+    "portfolio[min_variance].iterations": (MINVAR, plus(MINVAR, portfolio__iterations=3),
+                                           "changes"),
+    "portfolio[kelly].lambda": (KELLY, plus(KELLY, portfolio__lambda=0.2), "changes"),
     "risk.position_max": (MIN, plus(risk__position_max="20%"), "changes"),
     "risk.sector_max": (SECTORS, plus(SECTORS, risk__sector_max="40%"), "changes"),
     "risk.net_max": (MIN, plus(risk__net_max="20%"), "changes"),
