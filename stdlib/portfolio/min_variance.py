@@ -16,6 +16,8 @@ steps; the reason ``not_converged`` marks the instruments held when its duality 
 are still above 1e-10). Reference: Markowitz (1952), "Portfolio selection"; the tests compare with
 cvxpy.
 
+>>> import jax
+>>> jax.config.update("jax_enable_x64", True)   # as the compiled step runs
 >>> import jax.numpy as jnp
 >>> from crowe.stdlib.component import Ctx
 >>> ctx = Ctx(3, 252.0, 1, (False,) * 3, (True,) * 3, (0, 0, 0), 1, 1.0, 0.6)

@@ -10,9 +10,9 @@ by Spinu's convex formulation: ``x* = argmin_{x > 0} x' S x / 2 - sum_i b_i log 
 ``x_i (S x)_i = b_i``, and ``w = budget * x* / sum(x*)``. It is solved on the correlation
 matrix (``x`` scaled by the standard deviations) by damped Newton steps (``x <- x - dx / (1 +
 lambda)`` while the Newton decrement ``lambda`` is above 1/4, full steps after, never leaving
-``x > 0``), ``iterations`` of them. When the largest relative error of the risk contributions is
-still above 1e-9 after them, the weights are the last iterate's and the reason
-``not_converged`` marks the instruments held.
+``x > 0``) until the largest relative error of the risk contributions is below 1e-12, at most
+``iterations`` of them. When it is still above after them, the weights are the last
+iterate's and the reason ``not_converged`` marks the instruments held.
 
 ``budgets`` maps symbols to positive numbers (relative: ``{AAPL: 2}`` gives AAPL twice the risk
 of each other instrument, whose budget is 1). The weights sum to ``budget`` (default
@@ -22,6 +22,8 @@ algorithm for computing risk parity weights"; Maillard, Roncalli and Teiletche (
 properties of equally weighted risk contribution portfolios"; the tests compare with cvxpy on
 Spinu's formulation.
 
+>>> import jax
+>>> jax.config.update("jax_enable_x64", True)   # as the compiled step runs
 >>> import jax.numpy as jnp
 >>> cov = jnp.array([[0.04, 0.0], [0.0, 0.01]])
 >>> x, ok = solve(cov, jnp.ones(2), jnp.array([True, True]), 30)
@@ -40,7 +42,7 @@ from crowe.stdlib.sizing.common import Budget
 from . import covariance as cv
 from .common import EPS, budget_of, usable_cov
 
-TOL = 1e-9
+TOL = 1e-12
 
 RiskBudget = frac(0.0, 1e6, lo_open=True, what="risk budget")
 
@@ -63,19 +65,27 @@ def solve(cov, b, ok, iterations: int):
     b = jnp.where(ok, b, 1.0)
     b = b / jnp.min(b)                      # b_i >= 1: the barrier is self-concordant
 
-    def body(_, y):
+    def error(y):
+        return jnp.max(jnp.where(ok, jnp.abs(y * (r @ y) - b) / b, 0.0))
+
+    def body(carry):
+        k, y, _ = carry
         g = r @ y - b / y
         h = r + jnp.diag(b / (y * y))
         dy = jnp.linalg.solve(h, g)
         lam = jnp.sqrt(jnp.maximum(g @ dy, 0.0))
         t = jnp.where(lam > 0.25, 1.0 / (1.0 + lam), 1.0)
         shrink = jnp.min(jnp.where(dy > 0, y / jnp.where(dy > 0, dy, 1.0), jnp.inf))
-        t = jnp.minimum(t, 0.99 * shrink)
-        return y - t * dy
+        y = y - jnp.minimum(t, 0.99 * shrink) * dy
+        return k + 1, y, error(y) < TOL
 
-    y = lax.fori_loop(0, iterations, body, jnp.sqrt(b))
-    rc = y * (r @ y)
-    converged = jnp.max(jnp.where(ok, jnp.abs(rc - b) / b, 0.0)) < TOL
+    def more(carry):
+        k, _, done = carry
+        return (k < iterations) & ~done
+
+    y0 = jnp.sqrt(b)
+    _, y, _ = lax.while_loop(more, body, (jnp.asarray(0), y0, error(y0) < TOL))
+    converged = error(y) < TOL
     return jnp.where(ok, y / sd, 0.0), converged & jnp.all(jnp.isfinite(y))
 
 
