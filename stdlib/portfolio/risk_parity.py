@@ -8,10 +8,11 @@ the budgets ``b`` (all 1 by default: equal risk contribution, blueprint 16.3)::
 
 by Spinu's convex formulation: ``x* = argmin_{x > 0} x' S x / 2 - sum_i b_i log x_i`` satisfies
 ``x_i (S x)_i = b_i``, and ``w = budget * x* / sum(x*)``. It is solved on the correlation
-matrix (``x`` scaled by the standard deviations) by damped Newton steps (``x <- x - dx / (1 +
-lambda)`` while the Newton decrement ``lambda`` is above 1/4, full steps after, never leaving
-``x > 0``) until the largest relative error of the risk contributions is below 1e-12, at most
-``iterations`` of them. When it is still above after them, the weights are the last
+matrix (``x`` scaled by the standard deviations) by damped Newton steps from the best point
+on the ray of ``sqrt(b)`` (``x <- x - dx / (1 + lambda)`` while the Newton decrement ``lambda``
+is above 1/4, full steps after, never leaving ``x > 0``) until the largest relative error of
+the risk contributions is below 1e-12, at most ``iterations`` of them (4 to 6 on 20 to 500
+correlated instruments). When it is still above after them, the weights are the last
 iterate's and the reason ``not_converged`` marks the instruments held.
 
 ``budgets`` maps symbols to positive numbers (relative: ``{AAPL: 2}`` gives AAPL twice the risk
@@ -84,6 +85,7 @@ def solve(cov, b, ok, iterations: int):
         return (k < iterations) & ~done
 
     y0 = jnp.sqrt(b)
+    y0 = y0 * jnp.sqrt(b.sum() / (y0 @ r @ y0))       # the best start on the ray of sqrt(b)
     _, y, _ = lax.while_loop(more, body, (jnp.asarray(0), y0, error(y0) < TOL))
     converged = error(y) < TOL
     return jnp.where(ok, y / sd, 0.0), converged & jnp.all(jnp.isfinite(y))
