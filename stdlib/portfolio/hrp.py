@@ -139,11 +139,17 @@ def bisect(c, m):
     return jnp.where(held, w, 0.0)
 
 
-def weights(cov, ok):
-    """HRP weights (summing to 1 over ``ok``, 0 elsewhere) of the covariance ``cov``."""
+def allocate(cov, ok):
+    """(weights, order): the HRP weights (summing to 1 over ``ok``, 0 elsewhere) of the
+    covariance ``cov``, and the quasi-diagonal order they were bisected in."""
     order = leaf_order(distance(cov), ok)
     w = bisect(cov[order][:, order], ok.sum())
-    return jnp.zeros(cov.shape[0]).at[order].set(w)
+    return jnp.zeros(cov.shape[0]).at[order].set(w), order
+
+
+def weights(cov, ok):
+    """HRP weights (summing to 1 over ``ok``, 0 elsewhere) of the covariance ``cov``."""
+    return allocate(cov, ok)[0]
 
 
 def make(s: Settings):
