@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from crowe.stdlib.component import Ctx
-from crowe.stdlib.portfolio import covariance, hrp, kelly, min_variance, qp, risk_parity
+from crowe.stdlib.portfolio import budget_qp, covariance, hrp, kelly, min_variance, risk_parity
 
 jax.config.update("jax_enable_x64", True)       # as the compiled step runs
 
@@ -97,7 +97,7 @@ def test_hrp_of_one_instrument_and_of_none():
 # -- risk parity ----------------------------------------------------------------------------------
 
 rp_solve = jax.jit(risk_parity.solve)          # the iteration count traced: one program
-qp_solve = jax.jit(qp.solve)
+qp_solve = jax.jit(budget_qp.solve)
 
 
 def test_risk_parity_matches_cvxpy_on_spinus_formulation():

@@ -11,7 +11,7 @@ with ``lo = -position_max``, or 0 when ``long_only``; the other instruments get 
 ``risk.gross_max``), the position cap and ``long_only`` hold inside the optimizer; the sector,
 net and gross caps and the tail limits apply after it, as for every method. When the cap cannot
 hold the budget (fewer than ``budget / position_max`` instruments), every instrument sits at the
-cap. The forecast is not read. Solved by the interior-point method of `qp` (``iterations``
+cap. The forecast is not read. Solved by the interior-point method of `budget_qp` (``iterations``
 steps; the reason ``not_converged`` marks the instruments held when its duality gap or residuals
 are still above 1e-10). Reference: Markowitz (1952), "Portfolio selection"; the tests compare with
 cvxpy.
@@ -40,7 +40,7 @@ from crowe.stdlib.component import Component, Need, stateless
 from crowe.stdlib.sizing.common import Budget
 
 from . import covariance as cv
-from . import qp
+from . import budget_qp
 from .common import budget_of, usable_cov
 
 
@@ -58,7 +58,8 @@ def make(s: Settings):
         usable, cov, hits = usable_cov(s.covariance, inputs)
         cap = jnp.full(ctx.n, ctx.position_max)
         lo = jnp.zeros(ctx.n) if s.long_only else -cap
-        w, converged = qp.solve(cov, budget_of(s.budget, ctx), lo, cap, usable, s.iterations)
+        w, converged = budget_qp.solve(cov, budget_of(s.budget, ctx), lo, cap, usable,
+                                       s.iterations)
         return {"w": w}, dict(hits, not_converged=usable & ~converged)
     return stateless(update)
 
