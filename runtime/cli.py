@@ -23,6 +23,7 @@ from crowe.dsl.quantity import QuantityError, check_ascii_digits
 
 from .data import DataError, load_bars
 from .engine import ParamError
+from .htmlreport import ReportError
 from .paper.checkpoint import CheckpointError
 from .paper.commands import FeedSpecError
 from .paper.journal import JournalError
@@ -40,7 +41,7 @@ class UserError(Exception):
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
                                             KeyFileError, TrustStoreError, PaperError,
                                             JournalError, CheckpointError, FeedSpecError,
-                                            DurationError)
+                                            DurationError, ReportError)
 
 
 class _Guarded(click.Group):
@@ -131,7 +132,9 @@ def _cash(ctx, param, value: str) -> float:
 @click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt) -> None:
+@click.option("--report", "report", is_flag=True,
+              help="Also write report.html next to the results (as `crowe report` does).")
+def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt, report) -> None:
     """Backtest POLICY on bar data and print its metrics.
 
     POLICY is a `.policy` source (compiled first) or a `.cpol` artifact, which is verified for
@@ -141,7 +144,26 @@ def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt) ->
     from .commands import run_backtest
     from .run import default_out, usable_out_dir
     out_dir = usable_out_dir(out_dir or default_out(policy))
-    run_backtest(policy, data, start, end, params, cash, out_dir, fmt, trust_dir)
+    run_backtest(policy, data, start, end, params, cash, out_dir, fmt, trust_dir, report)
+
+
+@main.command("report")
+@click.argument("result_dir", metavar="RESULT_DIR", type=click.Path(path_type=str))
+@click.option("-o", "--output", default=None, metavar="FILE.html",
+              help="Where to write the report (default: RESULT_DIR/report.html).")
+@click.option("--benchmark", default="buy_and_hold", show_default=True,
+              metavar="SYMBOL|buy_and_hold|none",
+              help="Compare against one symbol of the run's data, the equal-weighted buy and "
+                   "hold of its universe, or nothing.")
+def report_cmd(result_dir, output, benchmark) -> None:
+    """Write one self-contained HTML report (charts inline, nothing loaded from the network)
+    of the backtest results in RESULT_DIR."""
+    from .htmlreport import write_report
+    click.echo(f"wrote {write_report(result_dir, output, benchmark, warn=_warn)}")
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 # -- artifacts: keys, signatures, trust, verification ----------------------------------------
