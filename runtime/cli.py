@@ -99,6 +99,52 @@ def data_check(path: str, fmt: str) -> None:
     raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
 
 
+@data.command("import")
+@click.argument("src", metavar="SRC", type=click.Path(path_type=str))
+@click.option("-o", "--out", required=True, metavar="BARS.parquet", help="Bar file to write.")
+@click.option("--layout", type=click.Choice(["auto", "long", "wide"]), default="auto",
+              show_default=True, help="long: a row per time and symbol; wide: a close column "
+              "per symbol; auto: long when there is a symbol column or --name.")
+@click.option("--ts", "ts_col", metavar="COL", help="The time column (default: ts, date, ...).")
+@click.option("--symbol", "symbol_col", metavar="COL", help="The symbol column (ticker, ...).")
+@click.option("--open", "open_col", metavar="COL")
+@click.option("--high", "high_col", metavar="COL")
+@click.option("--low", "low_col", metavar="COL")
+@click.option("--close", "close_col", metavar="COL")
+@click.option("--volume", "volume_col", metavar="COL")
+@click.option("--adj-close", "adj_close_col", metavar="COL",
+              help="The adjusted close column (default: `Adj Close`, `adj_close`, ...).")
+@click.option("--name", metavar="SYMBOL", help="The symbol of a one-instrument file.")
+@click.option("--tz", metavar="ZONE",
+              help="The zone of times written without an offset (default UTC).")
+@click.option("--ts-format", metavar="FORMAT", help="strptime format of the times, e.g. %Y%m%d.")
+@click.option("--adjust", type=click.Choice(["none", "adjusted", "splits"]), default="none",
+              show_default=True, help="adjusted: by the adjusted close; splits: the split-like "
+              "jumps that `crowe data check` finds.")
+@click.option("--force", is_flag=True, help="Overwrite BARS.parquet.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+def data_import(src, out, layout, ts_col, symbol_col, open_col, high_col, low_col, close_col,
+                volume_col, adj_close_col, name, tz, ts_format, adjust, force, fmt) -> None:
+    """Import the CSV or Parquet file SRC as a bar file, then check it as `crowe data check`
+    does (exit 0 clean, 1 written with issues, 2 not written)."""
+    from .dataimport import import_bars
+    columns = {"ts": ts_col, "symbol": symbol_col, "open": open_col, "high": high_col,
+               "low": low_col, "close": close_col, "volume": volume_col,
+               "adj_close": adj_close_col}
+    done = import_bars(src, out, columns, layout, name, tz, ts_format, adjust, force)
+    _, report = load_bars(out)
+    if fmt == "json":
+        click.echo(json.dumps({"out": out, "layout": done.layout, "rows": done.table.num_rows,
+                               "notes": done.notes, "check": report.to_json()}, indent=2))
+    else:
+        click.echo(f"wrote {out}: {done.table.num_rows:,} rows ({done.layout} source)")
+        for note in done.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.render_text())
+    raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
+
+
 def _cash(ctx, param, value: str) -> float:
     """`--cash`: a positive, finite amount in ASCII digits (`nan`, `inf`, `0`, `-1` refused)."""
     try:

@@ -19,6 +19,9 @@ kind            problem                                                         
 ``no_volume``   an instrument whose volume is 0 or missing on more than half of its   valid
                 bars (close-only data): the market model fills at most a fraction
                 of a bar's volume, so its orders would rarely or never fill
+``split``       the close and the open jump from the previous valid close by a split  valid
+                ratio (x1/2, x1/3, x2, ...: `split_jumps`): an unadjusted split,
+                which a policy would see as a -50% (or +100%) return
 ==============  ====================================================================  ========
 
 ``ohlc`` allows a relative tolerance of 1e-9 for float rounding. ``no_volume`` is one issue per
@@ -40,6 +43,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -55,7 +59,7 @@ from crowe.stdlib import bars
 COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
 FIELDS = bars.FIELDS
 ISSUE_KINDS = ("missing", "unsorted", "duplicate", "bad_price", "bad_volume", "ohlc",
-               "no_volume")
+               "no_volume", "split")
 OHLC_RTOL = 1e-9  # float rounding only: a real inconsistency is far larger
 _ALIASES = {"ts": ("date", "time", "timestamp", "datetime", "dt"),
             "symbol": ("ticker", "sym", "asset")}
@@ -421,6 +425,7 @@ def _align(table: pa.Table, rows: np.ndarray, universe: Sequence[str] | None = N
         found.append((kind, pos[bad], messages))
         invalid[bad] = True
     panel, present = _scatter(times, symbols, ti, ci, x, ~invalid)
+    found.append(_split_issues(panel, ti[~invalid], ci[~invalid], pos[~invalid]))
     issues = _no_volume(symbols, ci, x["volume"]) + r.issues(found)
     return panel, issues, _coverage(panel, present, r.unit)
 
@@ -443,6 +448,71 @@ def _no_volume(symbols: Sequence[str], ci: np.ndarray, volume: np.ndarray) -> li
             f"fills at most a fraction of a bar's volume, so orders in {symbols[j]} would {how} "
             "fill (use bars with traded volume)"))
     return out
+
+
+SPLIT_RATIOS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0, 10.0, 20.0)  # k-for-1 splits (and 1-for-k)
+SPLIT_RTOL = 0.02     # how close the close's jump must be to a ratio (the open's: 2.5x this)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitJump:
+    """A jump like an unadjusted split: at bar ``t`` of ``symbol`` the close is ``ratio``
+    times the previous valid close, within `SPLIT_RTOL` of ``factor`` (1/2 for a 2-for-1
+    split, 2 for a 1-for-2 reverse split)."""
+
+    symbol: str
+    t: int
+    ratio: float
+    factor: float
+
+    @property
+    def label(self) -> str:
+        from fractions import Fraction
+        f = Fraction(self.factor).limit_denominator(4)
+        if f < 1:
+            return f"{f.denominator}-for-{f.numerator} split"
+        return f"{f.denominator}-for-{f.numerator} reverse split"
+
+
+def split_jumps(panel: Panel) -> list[SplitJump]:
+    """Every bar whose close and open both jump from the previous valid close of the symbol
+    by one of the split ratios ``1/k`` or ``k`` (`SPLIT_RATIOS`), in time order. Real moves
+    that large, that close to a ratio, at the open and the close alike, are rare; spin-offs
+    that take a third of the price are found too (and are adjusted alike)."""
+    prev = _previous_valid(panel.close)
+    with np.errstate(all="ignore"):
+        r, g = np.log(panel.close / prev), np.log(panel.open / prev)
+    factors = np.log(np.r_[1 / np.array(SPLIT_RATIOS), SPLIT_RATIOS])
+    near = np.nanargmin(np.abs(np.nan_to_num(r, nan=np.inf)[..., None] - factors), axis=-1)
+    f = factors[near]
+    with np.errstate(invalid="ignore"):
+        hit = (np.abs(r - f) < math.log1p(SPLIT_RTOL)) & \
+              (np.abs(g - f) < math.log1p(2.5 * SPLIT_RTOL))
+    t, j = np.nonzero(hit)
+    return [SplitJump(panel.symbols[b], int(a), float(np.exp(r[a, b])), float(np.exp(f[a, b])))
+            for a, b in zip(t.tolist(), j.tolist())]
+
+
+def _previous_valid(close: np.ndarray) -> np.ndarray:
+    """The last finite close strictly before each bar, per column (NaN before the first)."""
+    T = close.shape[0]
+    idx = np.where(np.isfinite(close), np.arange(T)[:, None], -1)
+    idx = np.maximum.accumulate(idx, axis=0)
+    before = np.r_[np.full((1, close.shape[1]), -1), idx[:-1]]
+    out = np.take_along_axis(close, np.maximum(before, 0), axis=0)
+    return np.where(before >= 0, out, np.nan)
+
+
+def _split_issues(panel: Panel, ti, ci, pos) -> _Found:
+    where = np.full((panel.T, panel.N), -1, dtype=np.int64)
+    where[ti, ci] = pos
+    jumps = split_jumps(panel)
+    messages = [f"close {float(panel.close[s.t, panel.symbols.index(s.symbol)])!r} is "
+                f"{s.ratio:.4g} times the previous close: like an unadjusted {s.label}, which a "
+                f"policy sees as a {s.ratio - 1:+.0%} return (`crowe data import --adjust "
+                "splits` adjusts it)" for s in jumps]
+    at = np.array([where[s.t, panel.symbols.index(s.symbol)] for s in jumps], dtype=np.int64)
+    return "split", at, messages
 
 
 def _scatter(times, symbols, ti, ci, x, good) -> tuple[Panel, np.ndarray]:

@@ -321,7 +321,7 @@ def test_us_tech_is_clean_adjusted_and_has_a_late_listing():
 def test_sp500_problems_are_reported():
     panel, report = load_bars(BUNDLED / "sp500_2010.parquet")
     assert (panel.T, panel.N) == (245, 524)
-    assert report.counts == {"ohlc": 78} and report.invalid_bars == 78
+    assert report.counts == {"ohlc": 78, "split": 3} and report.invalid_bars == 78
     sectors = (BUNDLED / "sectors.csv").read_text().splitlines()
     assert sectors[0] == "symbol,sector" and len(sectors) > 400
 
