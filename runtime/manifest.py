@@ -93,9 +93,18 @@ def rerun_command(manifest: dict) -> str:
             "--data", manifest["data"]["path"], "--end", period["end"]]
     if period["warmup_bars_before_start"]:
         args += ["--start", period["start"]]
-    args += [a for k, v in manifest["params"].items() for a in ("--param", f"{k}={v:g}")]
-    args += ["--cash", f"{manifest['cash']:g}"]
+    args += [a for k, v in manifest["params"].items() for a in ("--param", f"{k}={_exact(v)}")]
+    args += ["--cash", _exact(manifest["cash"])]
     return shlex.join(args)
+
+
+def _exact(value) -> str:
+    """The shortest text that reads back as the same number (`repr`), integers without a
+    fraction."""
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()
+                                  and abs(value) < 2**53):
+        return str(int(value))
+    return repr(float(value))
 
 
 def versions() -> dict:
