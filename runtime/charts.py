@@ -19,7 +19,8 @@ STATE_COLOURS = {"ACTIVE": "#4caf50", "REDUCING": "#f0b429", "HALTED": "#e07a1f"
                  "FLATTENING": "#b8322a"}
 
 
-def _figure(rows: int = 1, height: float = 3.0, left: float = 0.9, bottom: float = 0.4):
+def _figure(rows: int = 1, height: float = 3.0, left: float = 0.9, bottom: float = 0.4,
+            dates: bool = True):
     """Margins in inches, fixed rather than computed by a layout engine (which would double
     the time to draw a chart)."""
     from matplotlib.figure import Figure
@@ -27,6 +28,11 @@ def _figure(rows: int = 1, height: float = 3.0, left: float = 0.9, bottom: float
     fig.subplots_adjust(left=left / WIDTH, right=1 - 0.15 / WIDTH, top=1 - 0.12 / height,
                         bottom=bottom / height, hspace=0.12 * rows)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    if dates:
+        import matplotlib.dates as mdates
+        locator = mdates.AutoDateLocator()
+        axes[-1].xaxis.set_major_locator(locator)
+        axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     for ax in axes:
         ax.grid(True, color="#e5e5e5", linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
@@ -105,6 +111,8 @@ def rolling(ts, sharpe, vol, window: int) -> str:
     a.set_ylabel(f"Sharpe ({window} bars)")
     b.plot(ts, vol, color=BLUE, linewidth=1.0)
     b.set_ylabel(f"volatility ({window} bars)")
+    if len(ts) > 1:
+        b.set_xlim(ts[0], ts[-1])            # also when the window is longer than the run
     _percent(b)
     return _svg(fig, "rolling")
 
@@ -153,7 +161,6 @@ def states(ts, names) -> str:
         ax.bar([np.nan], [np.nan], color=colour, label=state)
     ax.set_yticks([])
     ax.grid(False)
-    ax.xaxis_date()
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, frameon=False)
     return _svg(fig, "states")
 
@@ -162,7 +169,7 @@ def reasons(names, counts) -> str:
     """A horizontal bar for each reason: how many instrument-bars it was set on."""
     longest = max((len(n) for n in names), default=1)
     fig, (ax,) = _figure(height=0.7 + 0.26 * max(len(names), 1), left=0.3 + 0.075 * longest,
-                         bottom=0.5)
+                         bottom=0.5, dates=False)
     y = np.arange(len(names))[::-1]
     ax.barh(y, counts, color=BLUE)
     ax.set_yticks(y, names)
@@ -174,11 +181,11 @@ def reasons(names, counts) -> str:
 
 def trade_returns(returns) -> str:
     """A histogram of closed trades' returns on the capital they put to work."""
-    fig, (ax,) = _figure(height=2.4, bottom=0.5)
+    fig, (ax,) = _figure(height=2.4, bottom=0.5, dates=False)
     r = np.asarray(returns, float)
     edges = np.histogram_bin_edges(r, bins=min(40, max(5, int(np.sqrt(r.size)) * 2)))
-    ax.hist(r[r > 0], bins=edges, color=GREEN, alpha=0.8, label="winning trades")
-    ax.hist(r[r <= 0], bins=edges, color=RED, alpha=0.8, label="losing trades")
+    ax.hist([r[r > 0], r[r <= 0]], bins=edges, stacked=True, color=[GREEN, RED],
+            label=["winning trades", "losing trades"])
     ax.set_xlabel("trade return")
     ax.set_ylabel("trades")
     _percent(ax, "x")

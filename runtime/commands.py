@@ -57,7 +57,8 @@ def run_backtest(policy, data, start, end, param_items, cash, out_dir, fmt,
         policy, engine, params, prep, cash, written, verified, prep.check))
     if report:
         from .htmlreport import write_report
-        written["report"] = write_report(out_dir)
+        written["report"] = write_report(
+            out_dir, warn=lambda message: click.echo(f"warning: {message}", err=True))
     bars = prep.panel.T - first
     warm = f"{engine.warmup} bars" + (f" ({first:,} bars before the start, not traded)"
                                       if first else "")

@@ -3,9 +3,10 @@
 Every `crowe backtest --out DIR` writes it next to the tables::
 
   format        "crowe-run/1"
-  policy        name, version, source (path), source_sha256, ir_sha256 (of the canonical IR
-                text; for a source), artifact (path) and artifact_digest (the SHA-256 of its
-                manifest.json, what signatures cover; for a .cpol, else null)
+  policy        name, version, source (path; null for a .cpol), source_sha256, ir_sha256 (of
+                the canonical IR text: a source and the artifact compiled from it agree),
+                artifact (path) and artifact_digest (the SHA-256 of its manifest.json, what
+                signatures cover; null for a source)
   params        every parameter's value in this run (defaults and --param overrides)
   cash          the initial capital
   data          path (as given), sha256 of the file, symbols
@@ -120,9 +121,10 @@ def _policy(path: str, engine, verified, check) -> dict:
     out = {"name": engine.name, "version": engine.version, "source": None,
            "source_sha256": None, "ir_sha256": None, "artifact": None, "artifact_digest": None}
     if verified is not None:
-        source = verified.artifact.members.get("source.policy")
+        members = verified.artifact.members
         out.update(artifact=path, artifact_digest=verified.digest,
-                   source_sha256=hashlib.sha256(source).hexdigest() if source else None)
+                   source_sha256=_sha(members.get("source.policy")),
+                   ir_sha256=_sha(members.get("ir.txt")))
     else:
         from crowe.compiler.irtext import ir_text
         from crowe.compiler.program import to_ir
@@ -130,6 +132,10 @@ def _policy(path: str, engine, verified, check) -> dict:
         out.update(source=path, source_sha256=file_sha256(path),
                    ir_sha256=hashlib.sha256(ir).hexdigest())
     return out
+
+
+def _sha(blob: bytes | None) -> str | None:
+    return None if blob is None else hashlib.sha256(blob).hexdigest()
 
 
 def _command(argv) -> dict:

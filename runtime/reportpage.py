@@ -153,6 +153,8 @@ def _monthly(ts, equity) -> str:
 def _month_cell(value) -> str:
     if value is None or not math.isfinite(value):
         return "<td></td>"
+    if abs(value) < 0.0005:                   # shows as 0.0%: no colour, no sign
+        return "<td>0.0%</td>"
     strength = min(abs(value) / 0.10, 1.0)
     colour = (46, 125, 50) if value > 0 else (184, 50, 42)
     bg = f"rgba({colour[0]},{colour[1]},{colour[2]},{0.08 + 0.5 * strength:.2f})"

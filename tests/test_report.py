@@ -106,6 +106,9 @@ def test_run_json_records_what_ran(results):
 
 
 def test_the_recorded_command_repeats_the_run(results, tmp_path):
+    from crowe.runtime.manifest import _exact
+    assert [float(_exact(x)) for x in (0.1 + 0.2, 1e6, 3, 1 / 3)] == [0.1 + 0.2, 1e6, 3, 1 / 3]
+    assert (_exact(1e6), _exact(30)) == ("1000000", "30")
     out, _ = results
     args = shlex.split(rerun_command(json.loads((out / "run.json").read_text())))
     assert args[:3] == ["crowe", "backtest", str(out.parent / "small_trend.policy")]
