@@ -83,8 +83,9 @@ def data() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
 def data_check(path: str, fmt: str) -> None:
-    """Validate the bar file PATH and report every problem: each bad row, and each instrument
-    with zero or missing volume on most bars (its orders could not fill).
+    """Validate the bar file PATH and report every problem: each bad row, each instrument
+    with zero or missing volume on most bars (its orders could not fill), and each split-like
+    jump (an unadjusted split: `crowe data import --adjust splits`).
 
     Exits 0 when the file loads with no issues, 1 when it loads with issues, 2 when it cannot
     be used.

@@ -81,8 +81,20 @@ def load_results(result_dir: str) -> Results:
     if run.get("format") != "crowe-run/1":
         raise ReportError(f"`{path / 'run.json'}` is not a crowe run manifest (format "
                           f"{run.get('format')!r}); run the backtest again")
-    return Results(path, run, _json(path, "metrics.json"), _table(path, "equity"),
-                   _table(path, "fills"), _table(path, "reasons"))
+    missing = [k for k in RUN_KEYS if k not in run]
+    if missing:
+        raise ReportError(f"`{path / 'run.json'}` lacks {', '.join(missing)}; run the backtest "
+                          "again")
+    tables = {name: _table(path, name, cols) for name, cols in TABLES.items()}
+    return Results(path, run, _json(path, "metrics.json"), tables["equity"], tables["fills"],
+                   tables["reasons"])
+
+
+RUN_KEYS = ("policy", "params", "cash", "data", "period", "command", "versions")
+TABLES = {"equity": ("ts", "equity", "gross", "net", "costs", "borrow", "traded_notional",
+                     "trading_state", "portfolio_reasons"),
+          "fills": ("ts", "symbol", "qty", "price", "cost"),
+          "reasons": ("ts", "symbol", "reasons")}
 
 
 def _json(path: Path, name: str) -> dict:
@@ -101,7 +113,7 @@ def _json(path: Path, name: str) -> dict:
     return data
 
 
-def _table(path: Path, name: str) -> dict:
+def _table(path: Path, name: str, columns) -> dict:
     file = path / f"{name}.parquet"
     if not file.is_file():
         raise ReportError(f"`{path}` has no {name}.parquet; run the backtest again with "
@@ -111,6 +123,9 @@ def _table(path: Path, name: str) -> dict:
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same problem
         raise ReportError(f"`{file}` is not a readable Parquet file ({e}); run the backtest "
                           "again") from None
+    lacking = [c for c in columns if c not in table.column_names]
+    if lacking:
+        raise ReportError(f"`{file}` has no column {', '.join(lacking)}; run the backtest again")
     out = {}
     for col in table.column_names:
         column = table[col]

@@ -221,6 +221,10 @@ def test_report_errors_are_one_line(results, tmp_path):
              ((tmp_path,), "has no run.json"),
              ((out, "--benchmark", "XYZ"), "--benchmark `XYZ` is not a symbol of"),
              ((out, "-o", tmp_path), "is a directory")]
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "fills.parquet").write_bytes(b"not parquet")
+    cases.append(((broken,), "is not a readable Parquet file"))
     for args, message in cases:
         run = CliRunner().invoke(main, ["report", *map(str, args)])
         assert run.exit_code == 2, run.output
@@ -285,3 +289,14 @@ def test_the_report_renders_in_a_browser(results):
         assert page.console_errors() == []
         assert page.requests() == [page_path.as_uri()]       # nothing but the page itself
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_chromium_the_browser_test_skips_only_outside_ci(monkeypatch):
+    import browserkit
+    monkeypatch.setattr(browserkit, "find_chromium", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        chromium_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"\.ci/run installs it"):
+        chromium_or_skip()
