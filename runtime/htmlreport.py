@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROLLING = 63          # bars in the rolling Sharpe, volatility and turnover windows
@@ -132,7 +133,9 @@ def _table(path: Path, name: str, columns) -> dict:
         if col == "ts":
             ns = column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
             out[col] = ns.to_numpy().astype("datetime64[ns]")
-        elif str(column.type).startswith("list") or str(column.type) == "string":
+        elif pa.types.is_list(column.type):
+            out[col] = column.combine_chunks()          # reason lists stay Arrow: see below
+        elif pa.types.is_string(column.type):
             out[col] = np.asarray(column.to_pylist(), dtype=object)
         else:
             out[col] = column.to_numpy()
@@ -247,23 +250,25 @@ def monthly_returns(ts: np.ndarray, equity: np.ndarray) -> dict[int, dict[int, f
 def reason_counts(res: Results) -> list[tuple[str, str, int, int]]:
     """(reason, kind, instrument-bars, bars with it set on some instrument or the book),
     the most frequent first."""
-    from collections import Counter
-    per_instrument, per_bar = Counter(), Counter()
-    ts = res.reasons.get("ts", np.array([]))
-    seen = set()
-    for t, names in zip(ts.tolist(), res.reasons.get("reasons", [])):
-        for name in names:
-            per_instrument[name] += 1
-            if (t, name) not in seen:
-                seen.add((t, name))
-                per_bar[name] += 1
-    for t, names in zip(res.equity["ts"].tolist(), res.equity.get("portfolio_reasons", [])):
-        for name in names:
-            if (t, name) not in seen:
-                seen.add((t, name))
-                per_bar[name] += 1
-    order = sorted(per_bar, key=lambda n: (-per_instrument[n], -per_bar[n], n))
-    return [(n, reason_kind(n), per_instrument[n], per_bar[n]) for n in order]
+    t1, n1 = _flat(res.reasons["ts"], res.reasons["reasons"])
+    t2, n2 = _flat(res.equity["ts"], res.equity["portfolio_reasons"])
+    names, code = np.unique(np.r_[n1, n2].astype(str), return_inverse=True)
+    code = code.ravel()
+    per_instrument = np.bincount(code[:n1.size], minlength=names.size)
+    stamps = np.r_[t1, t2].astype("datetime64[ns]").astype(np.int64)
+    pairs = np.unique(np.stack([code, stamps]), axis=1)        # (reason, bar) once each
+    per_bar = np.bincount(pairs[0], minlength=names.size)
+    order = sorted(range(names.size), key=lambda i: (-per_instrument[i], -per_bar[i], names[i]))
+    return [(str(names[i]), reason_kind(str(names[i])), int(per_instrument[i]), int(per_bar[i]))
+            for i in order]
+
+
+def _flat(ts: np.ndarray, lists) -> tuple[np.ndarray, np.ndarray]:
+    """Each name in a column of name lists, with the ts of its row."""
+    if len(lists) == 0:
+        return ts[:0], np.array([], dtype=object)
+    names = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
+    return ts[pc.list_parent_indices(lists).to_numpy()], names
 
 
 def reason_kind(name: str) -> str:

@@ -300,3 +300,20 @@ def test_without_chromium_the_browser_test_skips_only_outside_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match=r"\.ci/run installs it"):
         chromium_or_skip()
+
+
+def test_reason_counts_against_a_count_of_the_tables(results):
+    from collections import Counter
+    from crowe.runtime.htmlreport import reason_counts
+    out, _ = results
+    reasons = pq.read_table(out / "reasons.parquet").to_pylist()
+    book = pq.read_table(out / "equity.parquet").to_pylist()
+    per_instrument = Counter(n for row in reasons for n in row["reasons"])
+    pairs = {(row["ts"], n) for row in reasons for n in row["reasons"]} | \
+        {(row["ts"], n) for row in book for n in row["portfolio_reasons"]}
+    per_bar = Counter(n for _, n in pairs)
+    got = reason_counts(load_results(out))
+    assert {n: (i, b) for n, _, i, b in got} == \
+        {n: (per_instrument[n], per_bar[n]) for n in per_bar}
+    assert [i for _, _, i, _ in got] == sorted((i for _, _, i, _ in got), reverse=True)
+    assert {"gate:edge", "position_cap"} <= {n for n, *_ in got}
