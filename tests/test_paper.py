@@ -161,6 +161,13 @@ def test_export_writes_one_row_per_record(reference, tmp_path):
     assert n == T == pq.read_table(tmp_path / "j.parquet").num_rows
 
 
+def test_export_without_a_journal_is_an_error_and_writes_nothing(tmp_path):
+    from crowe.runtime.paper.journal import JournalError
+    with pytest.raises(JournalError, match="no journal"):
+        export(tmp_path, tmp_path / "j.parquet")
+    assert not (tmp_path / "j.parquet").exists()
+
+
 def test_write_failure_halts_trading_with_its_reason(files, eng, tmp_path):
     calls = {"n": 0}
 
@@ -178,6 +185,64 @@ def test_write_failure_halts_trading_with_its_reason(files, eng, tmp_path):
     assert control["override"] == "HALTED" and "No space left" in control["reason"]
     assert len(Journal(state).read()[0]) == 5
     assert ck.load(state, eng.init_carry())[1].seq == 5
+
+
+def test_a_checkpoint_that_cannot_be_written_halts_and_the_restart_redoes_the_bar(
+        files, eng, reference, tmp_path, monkeypatch):
+    state, save, calls = tmp_path / "s", ck.save, {"n": 0}
+
+    def full_disk(*args):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(*args)
+
+    monkeypatch.setattr(ck, "save", full_disk)
+    with pytest.raises(Halted) as info:
+        PaperRunner(eng, state, "digest").run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    message = str(info.value)
+    assert "cannot write the checkpoint" in message and "No space left" in message
+    assert "HALTED is recorded" in message
+    assert read_control(state)["override"] == "HALTED"
+    monkeypatch.setattr(ck, "save", save)
+    commands.resume(str(state))
+    summary = PaperRunner(eng, state, "digest").run(
+        ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    assert summary.redone == 1 and summary.processed == T - 9
+    assert Journal(state).read()[0] == Journal(reference[0]).read()[0]
+
+
+def test_a_read_only_state_directory_halts_and_says_halted_could_not_be_recorded(
+        files, eng, tmp_path, monkeypatch):
+    from crowe.runtime.paper import loop
+    state, save, calls = tmp_path / "s", ck.save, {"n": 0}
+
+    def read_only(*args):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return save(*args)
+
+    def no_control(*args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ck, "save", read_only)
+    monkeypatch.setattr(loop, "write_control", no_control)
+    monkeypatch.setattr(commands, "write_control", no_control)
+    with pytest.raises(Halted) as info:
+        PaperRunner(eng, state, "digest").run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    message = str(info.value)
+    assert "Read-only file system" in message and "could not be recorded" in message
+    assert "crowe paper kill" in message
+    with pytest.raises(PaperError, match="cannot write the control file"):
+        commands.kill(str(state), False, "")
+
+
+def test_an_unwritable_state_directory_is_a_clear_error(eng, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(PaperError, match="cannot create the state directory"):
+        PaperRunner(eng, blocker / "st", "digest")
 
 
 def test_out_of_order_and_duplicate_bars_are_refused(files, eng, tmp_path):
