@@ -504,6 +504,7 @@ class Checker:
 
     def check_compliance(self) -> None:
         self.check_long_only_net()
+        self.check_order_notional()
         comp = self.spec.compliance
         if comp is None or self.spec.universe is None:
             return
@@ -530,6 +531,31 @@ class Checker:
                                help="a restricted symbol is never held, so its locate has no "
                                "effect: remove it from `locates`, or from `restricted` if it "
                                "may trade")
+
+    # a notional cap that binds only for books above this equity protects no real book
+    NOTIONAL_NEVER_BINDS = 1e11
+
+    def check_order_notional(self) -> None:
+        """`max_order_notional` so large that the risk caps keep every order far below it: a
+        reviewer reads a limit that never acts."""
+        comp, risk = self.spec.compliance, self.spec.risk
+        most = getattr(comp, "max_order_notional", None) if comp is not None else None
+        if most is None:
+            return
+        # the largest order as a share of equity: a position taken from one cap to the other
+        bounds = [(2 * v, f"`{name}: {v * 100:g}%`") for name in ("position_max", "gross_max")
+                  if risk is not None and (v := getattr(risk, name, None))]
+        share, why = min(bounds) if bounds else (2.0, "a book turned from +100% to -100%")
+        binds_at = most / share
+        if binds_at <= self.NOTIONAL_NEVER_BINDS:
+            return
+        self.diags.add("W0306", f"`max_order_notional: {most:.6g}` can only bind for a book of "
+                       f"more than {binds_at:,.0f} in equity: with {why} no order is larger "
+                       f"than {share * 100:g}% of the equity",
+                       self.span("compliance", "max_order_notional"),
+                       help="set it to the largest single order you would accept, in the "
+                       "book's currency (for example `max_order_notional: 250000`), or remove "
+                       "it")
 
     def check_long_only_net(self) -> None:
         """A book that cannot be short has a net exposure equal to its gross exposure, so a net

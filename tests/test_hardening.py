@@ -253,3 +253,17 @@ def test_backtest_refuses_an_out_it_cannot_write(tmp_path, monkeypatch):
     assert f"--out `{locked / 'out'}`: cannot write in `{locked}` (Permission denied)" in \
         result.output
     assert not (locked / "out").exists()
+
+
+# -- a notional cap that can never bind -----------------------------------------------------------
+
+@pytest.mark.parametrize("notional, warned", [("1e12", True), ("2e10", True), ("1e9", False),
+                                              ("250000", False)])
+def test_an_order_notional_cap_that_never_binds_is_a_warning(notional, warned):
+    r = check("restricted: [IBM]", f"restricted: [IBM]\n  max_order_notional: {notional}")
+    found = [d for d in r.diagnostics if d.code == "W0306"]
+    assert bool(found) == warned, r.diagnostics
+    if warned:
+        [d] = found
+        assert "`position_max: 5%`" in d.message and "no order is larger than 10% of" in d.message
+        assert d.span.line > 1 and "largest single order" in d.help

@@ -22,7 +22,8 @@ from crowe.runtime.paper.feed import ReplayFeed, StdinFeed
 from crowe.runtime.paper.journal import Journal, decision_digest, export, verify
 from crowe.runtime.paper.loop import Halted, PaperError, PaperRunner
 from paperkit.fixture import (POLICY, SYMBOLS, THIN_CAP, THIN_POLICY, bars_to_flat_bound,
-                              check_flattening, engine, positions_by_bar, write_data)
+                              check_flattening, engine, positions_by_bar, runtime_key,
+                              runtime_trust, write_data)
 
 T = 40
 
@@ -44,7 +45,7 @@ def eng(files):
 def reference(files, eng, tmp_path_factory):
     """An uninterrupted paper run and the backtest of the same file."""
     state = tmp_path_factory.mktemp("ref")
-    runner = PaperRunner(eng, state, "digest")
+    runner = PaperRunner(eng, state, "digest", signer=runtime_key())
     summary = runner.run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
     panel, _ = load_bars(files / "bars.parquet")
     return state, summary, backtest(eng, panel.select(SYMBOLS))
@@ -90,10 +91,10 @@ def test_crash_and_resume_gives_the_uninterrupted_result(files, eng, reference, 
             str(files / "bars.parquet"), str(state), phase, str(seq)]
     proc = subprocess.run(args, cwd=Path(__file__).parent, capture_output=True)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    runner = PaperRunner(eng, state, "digest")
+    runner = PaperRunner(eng, state, "digest", signer=runtime_key(), trusted=runtime_trust())
     runner.run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
     assert _journal_and_state(state)[:3] == _journal_and_state(ref_state)[:3]
-    assert verify(state).ok
+    assert verify(state, runtime_trust()).ok
     assert [r["seq"] for r in Journal(state).read()[0]] == list(range(T))
 
 
@@ -109,8 +110,11 @@ def _rewrite(state: Path, edit) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-def test_intact_journal_verifies(reference):
-    assert verify(reference[0]).ok
+def test_intact_journal_verifies_and_names_its_data_by_sha256(files, reference):
+    assert verify(reference[0]).ok and verify(reference[0], runtime_trust()).ok
+    sha = load_bars(files / "bars.parquet")[1].sha256
+    assert {r["source"] for r in Journal(reference[0]).read()[0]} == {
+        f"replay:{files / 'bars.parquet'} sha256:{sha}"}
 
 
 @pytest.mark.parametrize("name,edit,first_bad", [
@@ -199,15 +203,16 @@ def test_a_checkpoint_that_cannot_be_written_halts_and_the_restart_redoes_the_ba
 
     monkeypatch.setattr(ck, "save", full_disk)
     with pytest.raises(Halted) as info:
-        PaperRunner(eng, state, "digest").run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+        PaperRunner(eng, state, "digest", signer=runtime_key()).run(
+            ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
     message = str(info.value)
     assert "cannot write the checkpoint" in message and "No space left" in message
     assert "HALTED is recorded" in message
     assert read_control(state)["override"] == "HALTED"
     monkeypatch.setattr(ck, "save", save)
     commands.resume(str(state))
-    summary = PaperRunner(eng, state, "digest").run(
-        ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    summary = PaperRunner(eng, state, "digest", signer=runtime_key(), trusted=runtime_trust()
+                          ).run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
     assert summary.redone == 1 and summary.processed == T - 9
     assert Journal(state).read()[0] == Journal(reference[0]).read()[0]
 
@@ -295,7 +300,20 @@ def thin(tmp_path_factory):
     d = tmp_path_factory.mktemp("thin")
     (d / "p.policy").write_text(THIN_POLICY)
     write_data(d / "bars.parquet", TK)
-    return d, engine(d / "p.policy"), list(ReplayFeed(str(d / "bars.parquet"), SYMBOLS))
+    replay = ReplayFeed(str(d / "bars.parquet"), SYMBOLS)
+    return d, engine(d / "p.policy"), Bars(replay, replay.source)
+
+
+class Bars(list):
+    """A replayed feed held in memory, sliced as a list, journaled as the file it came from."""
+
+    def __init__(self, bars, source):
+        super().__init__(bars)
+        self.source = source
+
+    def __getitem__(self, i):
+        got = super().__getitem__(i)
+        return Bars(got, self.source) if isinstance(i, slice) else got
 
 
 def _bound(held, feed) -> int:
@@ -396,7 +414,7 @@ def flattened(thin, tmp_path_factory):
     def operator(st):
         if st["bars_processed"] == KILL:
             commands.kill(str(state), flatten=True, reason="")
-    PaperRunner(eng, state, "digest").run(feed, on_bar=operator)
+    PaperRunner(eng, state, "digest", signer=runtime_key()).run(feed, on_bar=operator)
     return state
 
 
@@ -408,19 +426,19 @@ def test_crash_while_flattening_resumes_to_the_same_flat_book(thin, flattened, t
     d, eng, feed = thin
     _ENG["eng"] = eng
     state = tmp_path / "s"
-    PaperRunner(eng, state, "digest").run(feed[:KILL])
+    PaperRunner(eng, state, "digest", signer=runtime_key()).run(feed[:KILL])
     commands.kill(str(state), flatten=True, reason="")
     args = [sys.executable, "-m", "paperkit.fixture", str(d / "p.policy"), str(d / "bars.parquet"),
             str(state), phase, str(seq)]
     proc = subprocess.run(args, cwd=Path(__file__).parent, capture_output=True)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    PaperRunner(eng, state, "digest").run(feed)
+    PaperRunner(eng, state, "digest", signer=runtime_key(), trusted=runtime_trust()).run(feed)
     assert _journal_and_state(state)[:3] == _journal_and_state(flattened)[:3]
     records = Journal(state).read()[0]
     book = positions_by_bar(records)
     held = book[KILL - 1]
     check_flattening(records, KILL, _bound(held, feed))
-    assert verify(state).ok
+    assert verify(state, runtime_trust()).ok
 
 
 def test_a_redone_bar_keeps_the_override_it_was_journaled_with(thin, flattened, tmp_path):
@@ -428,7 +446,7 @@ def test_a_redone_bar_keeps_the_override_it_was_journaled_with(thin, flattened, 
     bar is redone as journaled (FLATTENING) and the resume takes the next bar."""
     d, eng, feed = thin
     state = tmp_path / "s"
-    PaperRunner(eng, state, "digest").run(feed[:KILL])
+    PaperRunner(eng, state, "digest", signer=runtime_key()).run(feed[:KILL])
     commands.kill(str(state), flatten=True, reason="")
 
     class Crash(Exception):
@@ -438,9 +456,9 @@ def test_a_redone_bar_keeps_the_override_it_was_journaled_with(thin, flattened, 
         if (phase, seq) == ("after_journal", KILL + 1):
             raise Crash
     with pytest.raises(Crash):
-        PaperRunner(eng, state, "digest", hooks=crash).run(feed)
+        PaperRunner(eng, state, "digest", hooks=crash, signer=runtime_key()).run(feed)
     commands.resume(str(state))
-    s = PaperRunner(eng, state, "digest").run(feed[:KILL + 3])
+    s = PaperRunner(eng, state, "digest", signer=runtime_key()).run(feed[:KILL + 3])
     assert s.redone == 1
     records = Journal(state).read()[0]
     ref = Journal(flattened).read()[0]

@@ -295,5 +295,5 @@ def export(state_dir: Path, out: Path) -> int:
     table["cancelled"] = [json.dumps(r.get("cancelled", [])) for r in records]
     table["orders"] = [json.dumps(r.get("orders", [])) for r in records]
     table["fills"] = [json.dumps(r.get("fills", [])) for r in records]
-    pq.write_table(pa.table(table), out)
+    pq.write_table(pa.table(table), out, write_page_checksum=True)
     return len(records)

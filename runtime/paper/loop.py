@@ -115,6 +115,7 @@ class PaperRunner:
         self.journal = Journal(self.dir, opener, signer)
         self.hooks = hooks or (lambda phase, seq: None)
         self.carry, self.seq, self.last_ts, self.head, self.redo = None, 0, None, GENESIS, None
+        self.source: str | None = None  # the feed's identity (file and SHA-256), journaled
         # the override in force at the last bar processed (None: a checkpoint that predates it)
         self.in_force: str | None = "ACTIVE"
 
@@ -179,6 +180,7 @@ class PaperRunner:
             s.skip_logged = True
 
     def _run(self, feed, s: Summary, on_bar, limit) -> None:
+        self.source = getattr(feed, "source", None)
         for item in feed:
             if isinstance(item, Refused):
                 self.refuse(s, {"where": item.where}, item.reason)
@@ -285,7 +287,10 @@ class PaperRunner:
         reproduced it exactly."""
         done = self.redo
         self.redo = None
-        expected = dict(record, prev=self.head)
+        # the bar's data is checked through the decision; the feed may be a newer file
+        expected = dict(record, prev=self.head, source=done.get("source"))
+        if "keyid" in done:              # signed by the key of the run that journaled it
+            expected["keyid"] = done["keyid"]
         expected["hash"] = record_hash(expected)
         if expected["hash"] != done.get("hash"):
             raise PaperError(f"bar {record['time']} was journaled before a crash but redoing it "
@@ -310,7 +315,8 @@ class PaperRunner:
                 "cash": finite(out["cash"]), "gross": finite(out["gross"]),
                 "net": finite(out["net"]), "cancelled": cancelled, "orders": orders,
                 "fills": fills,
-                "decision": decision_digest(out), "state": ck.state_digest(carry)}
+                "decision": decision_digest(out), "state": ck.state_digest(carry),
+                "source": self.source}
 
     def status(self, record: dict, control: dict) -> dict:
         return {"bars_processed": self.seq, "last_bar_time": record["time"],
