@@ -98,6 +98,22 @@ def data_check(path: str, fmt: str) -> None:
     raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
 
 
+def _positive(value: str | None) -> float | None:
+    """A positive, finite number in ASCII digits (None stays None)."""
+    if value is None:
+        return None
+    try:
+        check_ascii_digits(value)
+        number = float(value)
+    except QuantityError as e:
+        raise click.BadParameter(f"{e}; {e.help}") from None
+    except ValueError:
+        raise click.BadParameter(f"`{value}` is not a number") from None
+    if not (math.isfinite(number) and number > 0):
+        raise click.BadParameter(f"`{value}` is not a positive, finite number")
+    return number
+
+
 def _cash(ctx, param, value: str) -> float:
     """`--cash`: a positive, finite amount in ASCII digits (`nan`, `inf`, `0`, `-1` refused)."""
     try:
@@ -262,7 +278,7 @@ def paper() -> None:
 @click.option("--state-dir", required=True, metavar="DIR",
               help="Journal, checkpoint and controls.")
 @click.option("--feed", "feed", required=True, metavar="SPEC", help="`replay:PATH` or `stdin`.")
-@click.option("--speed", type=float, default=None,
+@click.option("--speed", default=None, callback=lambda ctx, param, value: _positive(value),
               help="Replay at this many times real time (default: as fast as possible).")
 @click.option("--max-gap", default="10d", show_default=True,
               help="Halt when the next bar is more than this long after the last one (a stale "

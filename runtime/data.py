@@ -658,6 +658,11 @@ def to_ns(value, end: bool = False) -> int:
 
 
 def _parse_iso(text: str):
+    from crowe.dsl.quantity import QuantityError, check_ascii_digits
+    try:
+        check_ascii_digits(text)
+    except QuantityError as e:
+        raise DataError(f"{e}; write the date in ASCII digits, such as 2010-01-01") from None
     try:
         stamp = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -267,3 +267,47 @@ def test_an_order_notional_cap_that_never_binds_is_a_warning(notional, warned):
         [d] = found
         assert "`position_max: 5%`" in d.message and "no order is larger than 10% of" in d.message
         assert d.span.line > 1 and "largest single order" in d.help
+
+
+# -- a zip bomb is named for what it is -----------------------------------------------------------
+
+def test_a_compressed_member_is_refused_as_not_written_by_the_compiler(tmp_path):
+    import io
+    import zipfile
+
+    import artifactkit as kit
+    from crowe.compiler.artifact import container as ct
+    from crowe.compiler.artifact import verify as v
+    members = ct.unpack(kit.compiled("ts_trend_v1"))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data if name != "ir.txt" else data + b"\0" * 50_000_000)
+    path = kit.write(tmp_path, buf.getvalue())
+    with pytest.raises(v.ArtifactError) as info:
+        v.verify(path)
+    message = str(info.value)
+    assert "truncated" not in message and "is compressed" in message
+    assert "not written by crowe-compile" in message
+
+
+@pytest.mark.parametrize("flag, value", [("--start", "\uff12009-10-01"), ("--end", "2009-1\u09e6-01")])
+def test_backtest_dates_take_ascii_digits_only(flag, value, tmp_path):
+    result = backtest_cli(flag, value, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert "U+" in result.output and "not one of the digits 0-9" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("speed", ["\uff12", "nan", "0", "-1", "fast"])
+def test_paper_speed_is_a_positive_ascii_number(speed, tmp_path):
+    from click.testing import CliRunner
+
+    from crowe.runtime.cli import main
+    result = CliRunner().invoke(main, ["paper", str(tmp_path / "a.cpol"), "--trust",
+                                       str(tmp_path), "--journal-key", str(tmp_path / "k"),
+                                       "--state-dir", str(tmp_path / "s"), "--feed", "stdin",
+                                       "--speed", speed])
+    assert result.exit_code == 2 and "Invalid value for '--speed'" in result.output, \
+        result.output
+    assert "Traceback" not in result.output and not (tmp_path / "s").exists()
