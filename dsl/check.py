@@ -87,9 +87,13 @@ class CheckedPolicy:
 
 
 class Checker:
+    SUGGESTION_BUDGET = 100_000
     def __init__(self, source: SourceFile, root: MapNode, spec: PolicySpec,
                  diags: Diagnostics) -> None:
         self.src, self.root, self.spec, self.diags = source, root, spec, diags
+        # did-you-mean compares a word with every candidate: a budget of comparisons per check
+        # keeps a file of thousands of misspelt names linear (later ones get no suggestion)
+        self.suggestion_budget = self.SUGGESTION_BUDGET
         self.types: dict[A.Expr, Type] = {}
         self.lb: dict[A.Expr, tuple[int, int]] = {}
         self.params: dict[str, ParamInfo] = {}
@@ -131,6 +135,11 @@ class Checker:
     def declared(self, section: str) -> list[str]:
         n = self.node(section)
         return n.keys() if isinstance(n, MapNode) else []
+
+    def is_declared(self, name: str, section: str) -> bool:
+        """Whether `section` has an entry `name` (an indexed lookup, not a scan)."""
+        n = self.node(section)
+        return isinstance(n, MapNode) and n.entry(name) is not None
 
     def quiet_parse(self, *path) -> A.Expr | None:
         """The expression at a path, its syntax errors left to the check that reports them."""
@@ -513,7 +522,7 @@ class Checker:
             if isinstance(listed, list) and sym not in listed:
                 self.diags.add("W0302", f"restricted symbol `{sym}` is not in the universe",
                                self.span("compliance", "restricted", i),
-                               help=suggestion(sym, listed) or "it can never trade anyway")
+                               help=self.suggest(sym, listed) or "it can never trade anyway")
         if not comp.shorting.allowed and comp.shorting.locates:
             self.diags.add("W0304", "locates are listed but shorting is not allowed",
                            self.span("compliance", "shorting", "locates"))
@@ -668,14 +677,24 @@ class Checker:
             self.diags.add("E0401", f"`{n}` is a function, not a value", e.span,
                            help=f"call it, e.g. `{n}(...)`")
             return None, (0, 0)
-        if n in self.declared("params") or n in self.declared("features"):
+        if self.is_declared(n, "params") or self.is_declared(n, "features"):
             return None, (0, 0)           # declared, but its definition was reported broken
-        known = list(BAR_FIELDS) + list(self.params) + list(self.feature_src)
-        if where in ("gates", "stand_down"):
-            known += list(SIGNAL_NAMES)
         self.diags.add("E0401", f"unknown name `{n}`", e.span, label="not defined",
-                       help=suggestion(n, known) or "define it under `features` or `params`")
+                       help=self.suggest(n, lambda: list(BAR_FIELDS) + list(self.params) +
+                                         list(self.feature_src) + (
+                                             list(SIGNAL_NAMES) if where in
+                                             ("gates", "stand_down") else []))
+                       or "define it under `features` or `params`")
         return None, (0, 0)
+
+    def suggest(self, word: str, candidates) -> str | None:
+        """`suggestion(word, candidates)` while the check's comparison budget lasts;
+        `candidates` may be a function giving them (built only within the budget)."""
+        if self.suggestion_budget <= 0:
+            return None
+        candidates = candidates() if callable(candidates) else candidates
+        self.suggestion_budget -= len(candidates)
+        return suggestion(word, candidates) if self.suggestion_budget >= 0 else None
 
     def unary(self, e: A.Unary, t: Type) -> Type | None:
         if e.op == "not":

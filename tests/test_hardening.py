@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 
@@ -141,14 +140,38 @@ def test_checking_is_linear_in_the_number_of_features(monkeypatch):
 
     monkeypatch.setattr(yamlload, "MapNode", CountingMap)
     n = 20_000
-    text = big_policy(n)
-    start = time.perf_counter()
-    result = check_text(text, "big.policy")
-    seconds = time.perf_counter() - start
+    result = check_text(big_policy(n), "big.policy")
     assert sorted({d.code for d in result.diagnostics}) == ["E0303", "W0101"]
     assert len(result.diagnostics) == n                # each line once
     assert walked[0] < 20 * n, walked[0]               # a scan per lookup walks ~n^2 / 2
-    assert seconds < 20, seconds
+    walked[0] = 0
+    lines = "".join(f"  f{i}: mean(closx{i}, 5)\n" for i in range(4_000))
+    result = check_text(BASE.replace("features:\n", "features:\n" + lines, 1), "big.policy")
+    assert [d.code for d in result.diagnostics].count("E0401") == 4_000
+    assert walked[0] < 20 * 4_000, walked[0]           # a declared-name scan per unknown name
+
+
+def test_did_you_mean_over_thousands_of_misspelt_names_is_bounded(monkeypatch):
+    """Each suggestion compares the word with every name in scope; a budget per check keeps a
+    file of thousands of misspelt names linear: the first ones get their suggestion, later
+    ones the plain help."""
+    from crowe.dsl import check as chk
+    compared = [0]
+    real = chk.suggestion
+
+    def counting(word, candidates):
+        compared[0] += len(candidates)
+        return real(word, candidates)
+
+    monkeypatch.setattr(chk, "suggestion", counting)
+    n = 3_000
+    lines = "".join(f"  f{i}: mean(clse{i}, 5) + f{i}x\n" for i in range(n))
+    result = check_text(BASE.replace("features:\n", "features:\n" + lines, 1), "big.policy")
+    unknown = [d for d in result.diagnostics if d.code == "E0401"]
+    assert len(unknown) == 2 * n
+    assert unknown[1].help == "did you mean `f0`?", unknown[1].help
+    assert unknown[-1].help == "define it under `features` or `params`"
+    assert compared[0] <= chk.Checker.SUGGESTION_BUDGET, compared[0]
 
 
 def test_a_mapping_lookup_finds_the_first_entry_and_later_ones():
