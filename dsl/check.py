@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from crowe.stdlib import components as reg
 from crowe.stdlib.components import IMPACT_WINDOW
 from crowe.stdlib.component import Component, Need
-from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES, Signature
+from crowe.stdlib.registry import (ACTIONS, BAR_FIELDS, FUNCTIONS, HOLDINGS, SIGNAL_NAMES,
+                                   Signature)
 
 from . import ast as A
 from .diagnostics import Diagnostics, Label, suggestion
@@ -203,7 +204,8 @@ class Checker:
     def check_params(self) -> None:
         for name, p in (self.spec.params or {}).items():
             span = self.key_span("params", name)
-            if name in BAR_FIELDS or name in FUNCTIONS or name in SIGNAL_NAMES:
+            if name in BAR_FIELDS or name in FUNCTIONS or name in SIGNAL_NAMES or \
+                    name in HOLDINGS:
                 self.diags.add("E0404", f"parameter `{name}` shadows a built-in name", span,
                                help="rename the parameter")
                 continue
@@ -242,7 +244,8 @@ class Checker:
             span = self.key_span("features", name)
             taken = ("a bar field" if name in BAR_FIELDS else "a parameter" if name in
                      self.params else "a function" if name in FUNCTIONS else "a signal name"
-                     if name in SIGNAL_NAMES else None)
+                     if name in SIGNAL_NAMES else "a view of the book" if name in HOLDINGS
+                     else None)
             if taken:
                 self.diags.add("E0404", f"feature `{name}` has the name of {taken}", span,
                                help="rename the feature")
@@ -627,6 +630,8 @@ class Checker:
         if n in self.params:
             p = self.params[n]
             return Type(Kind.PARAM, p.dtype, None), (0, 0)
+        if n in HOLDINGS:
+            return HOLDINGS[n][0], (0, 0)
         if n in self.feature_src:
             t = self.type_feature(n, stack) if where == "features" else \
                 self.feature_types.get(n)
@@ -644,7 +649,7 @@ class Checker:
             return None, (0, 0)
         if n in self.declared("params") or n in self.declared("features"):
             return None, (0, 0)           # declared, but its definition was reported broken
-        known = list(BAR_FIELDS) + list(self.params) + list(self.feature_src)
+        known = list(BAR_FIELDS) + list(HOLDINGS) + list(self.params) + list(self.feature_src)
         if where in ("gates", "stand_down"):
             known += list(SIGNAL_NAMES)
         self.diags.add("E0401", f"unknown name `{n}`", e.span, label="not defined",
@@ -758,6 +763,12 @@ class Checker:
                            bound[0][1].span, help="give a window for a z-score over time, "
                            "e.g. `zscore(x, 63)`")
             ok = False
+        if ok and sig.windows_ok is not None:
+            problem = sig.windows_ok({k: v[0] for k, v in windows.items() if v})
+            if problem:
+                self.diags.add("E0502", f"`{sig.name}` {problem}" if problem.startswith("needs")
+                               else problem, e.span, help=f"`{sig.name}`: {sig.doc}")
+                ok = False
         if not ok:
             return None, lb
         result = sig.result(types)
