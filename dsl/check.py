@@ -85,6 +85,7 @@ class CheckedPolicy:
     max_lookbacks: dict[str, int] = field(default_factory=dict)  # at parameter range maxima
     warmup: int = 0
     max_warmup: int = 0
+    sizing_weight: A.Expr | None = None  # the expression of `sizing: {method: weight}`
 
 
 class Checker:
@@ -160,6 +161,7 @@ class Checker:
         self.check_features()
         signal = self.check_signal()
         gates = self.check_gates()
+        weight = self.check_weight()
         rules = self.check_rules()
         limits = self.check_risk()
         self.check_targets()
@@ -167,12 +169,14 @@ class Checker:
         self.check_unused()
         if self.diags.has_errors:
             return None
-        horizon = self.spec.signal.horizon.bars(self.bar_seconds) or 1
+        horizon = (self.spec.signal.horizon.bars(self.bar_seconds) or 1) \
+            if self.spec.signal is not None else 1
         lookbacks = {f"feature {k}": self.feature_lb[k][0] for k in self.order}
         maxes = {f"feature {k}": self.feature_lb[k][1] for k in self.order}
         roots = [("signal " + k, e) for k, e in signal.items()]
         roots += [("gate " + k, e) for k, e in gates.items()]
         roots += [("rule " + k, r.when) for k, r in rules.items() if r.when is not None]
+        roots += [("sizing weight", weight)] if weight is not None else []
         for label, e in roots:
             lookbacks[label], maxes[label] = self.lb.get(e, (0, 0))
         extra = self.builtin_lookbacks()
@@ -181,7 +185,7 @@ class Checker:
         return CheckedPolicy(
             self.src, self.spec, self.bar_seconds, self.params,
             {k: self.feature_src[k] for k in self.order}, signal, gates, rules, limits,
-            horizon, self.types, lookbacks, maxes, warm, wmax)
+            horizon, self.types, lookbacks, maxes, warm, wmax, weight)
 
     def builtin_lookbacks(self) -> list[int]:
         """The lookbacks of the components' estimators, and of the market model's (one-bar
@@ -284,6 +288,12 @@ class Checker:
     def check_signal(self) -> dict[str, A.Expr]:
         out = {}
         if self.spec.signal is None:
+            if self.node("signal") is None and \
+                    getattr(self.spec.sizing, "method", None) != "weight":
+                self.diags.add("E0302", "missing section `signal`", self.src.whole_file(),
+                               help="add `signal:` with `mu` (expected return) and `sigma` "
+                               "(its predictive std), or give the target weights directly "
+                               "with `sizing: {method: weight, weight: ...}`")
             return out
         for key in ("mu", "sigma"):
             e = self.parse("signal", key)
@@ -323,6 +333,25 @@ class Checker:
                 continue
             out[name] = e
         return out
+
+    def check_weight(self) -> A.Expr | None:
+        """The target weight of `sizing: {method: weight}`: a dimensionless number."""
+        if getattr(self.spec.sizing, "method", None) != "weight":
+            return None
+        e = self.parse("sizing", "weight")
+        t = self.infer(e, "sizing") if e is not None else None
+        if t is None:
+            return None
+        if not t.is_numeric:
+            self.diags.add("E0509", "the weight must be a number, found a condition", e.span,
+                           help=f"choose a weight with `where`, e.g. `where({_short(e)}, 10%, 0)`")
+            return None
+        if t.unit is not None and not t.unit.is_dimensionless:
+            self.diags.add("E0603", f"the weight must be a dimensionless fraction of equity, "
+                           f"found {t.unit}", e.span, help="a weight is a fraction such as "
+                           "`10%`; divide by a value of the same unit")
+            return None
+        return e
 
     def check_rules(self) -> dict[str, RuleInfo]:
         rules = self.spec.stand_down
@@ -570,6 +599,7 @@ class Checker:
         places += [(("signal", k), None) for k in ("mu", "sigma")]
         places += [(("gates", k), None) for k in self.declared("gates")]
         places += [(("stand_down", k, "when"), None) for k in self.declared("stand_down")]
+        places += [(("sizing", "weight"), None)]
         used: set[str] = set()
         for path, owner in places:
             n = self.node(*path)
@@ -637,7 +667,12 @@ class Checker:
                 self.feature_types.get(n)
             return t, self.feature_lb.get(n, (0, 0))
         if n in SIGNAL_NAMES:
-            if where in ("gates", "stand_down"):
+            if self.spec.signal is None and self.node("signal") is None:
+                self.diags.add("E0402", f"`{n}` needs a `signal` section", e.span,
+                               help="add `signal:` with `mu` and `sigma`, or use the features "
+                               "directly")
+                return None, (0, 0)
+            if where in ("gates", "stand_down", "sizing"):
                 return Type(Kind.SERIES, DType.FLOAT, DIMENSIONLESS), (0, 0)
             self.diags.add("E0402", f"`{n}` is not available in `{where}`", e.span,
                            help=f"`{n}` comes from the signal; use it in `gates` or "
@@ -650,7 +685,7 @@ class Checker:
         if n in self.declared("params") or n in self.declared("features"):
             return None, (0, 0)           # declared, but its definition was reported broken
         known = list(BAR_FIELDS) + list(HOLDINGS) + list(self.params) + list(self.feature_src)
-        if where in ("gates", "stand_down"):
+        if where in ("gates", "stand_down", "sizing") and self.spec.signal is not None:
             known += list(SIGNAL_NAMES)
         self.diags.add("E0401", f"unknown name `{n}`", e.span, label="not defined",
                        help=suggestion(n, known) or "define it under `features` or `params`")
