@@ -8,8 +8,10 @@ order:
    invalid this bar (its fields become NaN, it is not traded, it keeps its position).
 2. Book the fills the broker reports for the orders decided at the previous bar, accrue borrow
    on shorts and financing on negative cash, and mark the book to the close.
-3. Evaluate the policy's expressions (features, forecast, gates, stand-down conditions) and the
-   estimators the components read.
+3. Evaluate the policy's expressions (features, forecast, gates, stand-down conditions, a
+   weight sizing's weight) and the estimators the components read; expressions also see the
+   book after this bar's fills (`crowe.stdlib.holdings`: position, weight, bars held, entry
+   price).
 4. Monitors: the limits (drawdowns, trailing stop) and the stand-down rules; each that fires
    holds its action for its cooldown and for as long as it fires. The most severe action in force
    sets the trading state.

@@ -675,8 +675,8 @@ class Checker:
             if where in ("gates", "stand_down", "sizing"):
                 return Type(Kind.SERIES, DType.FLOAT, DIMENSIONLESS), (0, 0)
             self.diags.add("E0402", f"`{n}` is not available in `{where}`", e.span,
-                           help=f"`{n}` comes from the signal; use it in `gates` or "
-                           "`stand_down`")
+                           help=f"`{n}` comes from the signal; use it in `gates`, "
+                           "`stand_down` or a sizing `weight`")
             return None, (0, 0)
         if n in FUNCTIONS:
             self.diags.add("E0401", f"`{n}` is a function, not a value", e.span,

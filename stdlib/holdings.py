@@ -13,6 +13,8 @@ this bar's fills are booked and the book is marked, so an exit can depend on the
   in by shares, ``(|q0| p0 + |f| pf) / |q0 + f|``; a reduction keeps it; a flip starts at the
   flipping fill's price; NaN while flat.
 
+>>> import jax
+>>> jax.config.update("jax_enable_x64", True)    # as in the compiled step
 >>> import jax.numpy as jnp
 >>> s = holdings_init(2)
 >>> s = holdings_update(s, jnp.zeros(2), jnp.array([10.0, -5.0]), jnp.array([100.0, 50.0]))

@@ -14,6 +14,9 @@ Argument roles:
   (``20d``, converted through the bar size) or an integer parameter.
 * ``number``: a constant or parameter (not per-bar), e.g. a quantile level.
 
+Besides the bar fields, expressions may read the book at the decision (`HOLDINGS`: `position`,
+`weight`, `bars_held`, `entry_price`, kept by the step in `crowe.stdlib.holdings`).
+
 Lookback is the number of *past* bars, beyond the current one, that a call reads on top of what
 its arguments read: ``ret(close, 5)`` reads 5, ``mean(x, 20)`` reads 19.
 """
