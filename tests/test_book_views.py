@@ -185,6 +185,13 @@ def test_misuse_of_the_new_functions_is_reported(expr, code, words):
     assert any(c == code and words in m for c, m in found), found
 
 
+def test_the_views_of_the_book_are_reserved_names():
+    features = simkit.policy_dict(features={"r1": "ret(close, 1)", "weight": "r1"})
+    assert ("E0404", "feature `weight` has the name of a view of the book") in codes(features)
+    params = simkit.policy_dict(params={"bars_held": {"default": 5, "range": [1, 9]}})
+    assert ("E0404", "parameter `bars_held` shadows a built-in name") in codes(params)
+
+
 def test_the_units_of_the_new_functions():
     """`beta` is x's unit over y's, `atr` a price, `bars_held` bars: a well-typed use checks."""
     policy = simkit.policy_dict(features={
