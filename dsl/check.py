@@ -801,8 +801,8 @@ class Checker:
         if ok and sig.windows_ok is not None:
             problem = sig.windows_ok({k: v[0] for k, v in windows.items() if v})
             if problem:
-                self.diags.add("E0502", f"`{sig.name}` {problem}" if problem.startswith("needs")
-                               else problem, e.span, help=f"`{sig.name}`: {sig.doc}")
+                self.diags.add("E0502", f"`{sig.name}` {problem}", e.span,
+                               help=f"`{sig.name}`: {sig.doc}")
                 ok = False
         if not ok:
             return None, lb

@@ -54,7 +54,7 @@ class Signature:
     lookback: Callable[[dict[str, int]], int]      # window values -> extra past bars read
     doc: str
     min_kind: Kind = Kind.CONST      # the smallest kind the first argument may have
-    windows_ok: Callable[[dict[str, int]], "str | None"] | None = None   # windows -> an error
+    windows_ok: Callable[[dict[str, int]], "str | None"] | None = None  # windows -> problem
 
 
     def arg(self, name: str) -> Arg | None:
@@ -132,7 +132,7 @@ def _least(k: int):
 
 def _lag_in_window(w) -> "str | None":
     if w.get("n") is not None and w.get("lag") is not None and w["lag"] >= w["n"]:
-        return f"the lag ({w['lag']}) must be shorter than the window ({w['n']})"
+        return f"needs a lag shorter than its window, found lag {w['lag']} and window {w['n']}"
     return _least(2)(w)
 
 

@@ -170,7 +170,7 @@ def codes(policy: dict) -> list[tuple[str, str]]:
     ("skew(r1, 2)", "E0502", "at least 3"),
     ("kurt(r1, 3)", "E0502", "at least 4"),
     ("corr(r1, r1, 1)", "E0502", "at least 2"),
-    ("acf(r1, 5, 5)", "E0502", "shorter than the window"),
+    ("acf(r1, 5, 5)", "E0502", "a lag shorter than its window"),
     ("acf(r1, 5, lag=0)", "E0502", "positive whole number"),
     ("beta(close, r1, 5) + r1", "E0601", "cannot add"),
     ("crossed_above(close, r1)", "E0601", "mix"),
