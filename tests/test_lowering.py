@@ -421,7 +421,7 @@ def test_whole_number_operands_give_real_results(whole, bars):
     exact(whole["q_max"], reduce(f["close"], np.max))
 
 
-# -- issue 10: oscillators, dependence and shape statistics, crossings -------------------------------
+# -- oscillators, dependence and shape statistics, crossings ------------------------------------
 
 def wilder(v, n):
     """Wilder (1978): the first average is the mean of the first n valid values, then

@@ -3,9 +3,9 @@
 A node's lookback is the number of bars before the current one that its value depends on:
 `Lag(x, n)` adds n to x's, a rolling window of n adds n - 1, a turbulence index over n adds n,
 an EMA or Wilder's smoothing of span n is counted as n - 1, and so is a moment (`corr`, `skew`,
-`acf`, ...) over n bars, which reads the ring buffer of each series it takes. Windows given by parameters are counted at the parameter's
-default (the warm-up) and at its range maximum (the buffer sizes), so a sweep never overflows a
-buffer.
+`acf`, ...) over n bars, which reads the ring buffer of each series it takes. Windows given by
+parameters are counted at the parameter's default (the warm-up) and at its range maximum (the
+buffer sizes), so a sweep never overflows a buffer.
 """
 from __future__ import annotations
 
