@@ -8,7 +8,7 @@ returns its value at every bar. The bars are random walks with invalid bars scat
 instrument is missing), so the references must produce NaN exactly where a window holds a
 missing value.
 
-The functions of issue 10 (`rsi`, `atr`, `corr`, `beta`, `skew`, `kurt`, `acf`) are compared
+The oscillators and window statistics (`rsi`, `atr`, `corr`, `beta`, `skew`, `kurt`, `acf`) are compared
 with scipy where scipy has the statistic (`pearsonr`, `linregress`, `skew` and `kurtosis` with
 `bias=False`) and with numpy transcriptions of the textbook definitions otherwise (Wilder's
 recursion for RSI and ATR, the Box-Jenkins sample autocorrelation), all with `close`.
