@@ -151,15 +151,16 @@ def wilder_update(avg, count, x, n):
     The first ``n`` valid inputs are averaged (a running mean), after which
     ``avg += (x - avg) / n``, an exponential average with ``alpha = 1 / n`` seeded by that
     simple mean. Returns ``(avg, count, value)``; ``value`` is NaN until ``n`` valid inputs
-    have been seen and on a bar whose input is missing (the state then holds).
+    have been seen and on a bar whose input is missing (the state then holds), and always when
+    a window given at run time is below 1.
     """
     ok = jnp.isfinite(x)
-    k = jnp.minimum(count + 1, n).astype(jnp.float64)
+    k = jnp.clip(count + 1, 1, jnp.maximum(n, 1)).astype(jnp.float64)
     new = avg + (x - avg) / k
     avg = jnp.where(ok, new, avg)
     count = count + ok.astype(count.dtype)
     value = jnp.where(ok & (count >= n), avg, jnp.nan)
-    return avg, count, value
+    return avg, count, _fits(value, n, 1, 2**31)
 
 
 def _deviations(buf, pos, n):

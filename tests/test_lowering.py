@@ -313,7 +313,8 @@ def test_a_window_its_buffer_cannot_hold_fails_closed(runner, bars):
     panel, f, _ = bars
     for w in (14, 40, 0, -3):
         got = runner.values(panel, w=w)
-        for name in ("mean_w", "sd_w", "lag_w", "turb_w"):
+        for name in ("mean_w", "sd_w", "lag_w", "turb_w", "beta_p", "acf_w") + \
+                (("rsi_w",) if w < 1 else ()):      # Wilder's average reads no buffer
             if (name, w) == ("lag_w", 0):
                 exact(got[name], f["close"])       # the current bar: not a missing window
             else:
