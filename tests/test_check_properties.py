@@ -31,9 +31,9 @@ POLICIES = sorted((Path(__file__).parent.parent / "policies").glob("*.policy"))
 # float cross-section of the unit asked for; constants only ever stand next to a cross-section.
 
 LEAVES = {
-    "1": ["r1", "vol", "ret(close, 1)"],
-    "price": ["close", "open", "high", "low", "atr(14)"],
-    "shares": ["volume"],
+    "1": ["r1", "vol", "ret(close, 1)", "weight"],
+    "price": ["close", "open", "high", "low", "atr(14)", "entry_price"],
+    "shares": ["volume", "position"],
     "currency": ["(close * volume)", "dollar"],
 }
 SAME_UNIT_WINDOWED = ["lag", "delta", "mean", "sum", "stdev", "min", "max", "ema"]
