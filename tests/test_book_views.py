@@ -135,7 +135,7 @@ def test_weight_sizing_targets_the_expression_under_every_gate_rule_and_cap(book
     want = np.where(bit("rule:held") | bit("rule:stop"), 0.0, want)
     capped = np.clip(want, -0.3, 0.3)
     gross = np.abs(capped).sum(1, keepdims=True)
-    want = capped * np.where(gross > 0.6, 0.6 / gross, 1.0)
+    want = capped * np.where(gross > 0.6, 0.6 / np.maximum(gross, 0.6), 1.0)
     w = out["weights"]
     clean = ~bit("warmup").any(1) & panel.valid.all(1)
     assert clean.sum() > 30 and (gross[:, 0] > 0.6)[clean].sum() > 3
