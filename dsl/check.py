@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from crowe.stdlib import components as reg
 from crowe.stdlib.components import IMPACT_WINDOW
 from crowe.stdlib.component import Component, Need
-from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES, Signature
+from crowe.stdlib.registry import (ACTIONS, BAR_FIELDS, FUNCTIONS, HOLDINGS, SIGNAL_NAMES,
+                                   Signature)
 
 from . import ast as A
 from .diagnostics import Diagnostics, Label, suggestion
@@ -84,6 +85,7 @@ class CheckedPolicy:
     max_lookbacks: dict[str, int] = field(default_factory=dict)  # at parameter range maxima
     warmup: int = 0
     max_warmup: int = 0
+    sizing_weight: A.Expr | None = None  # the expression of `sizing: {method: weight}`
 
 
 class Checker:
@@ -168,6 +170,7 @@ class Checker:
         self.check_features()
         signal = self.check_signal()
         gates = self.check_gates()
+        weight = self.check_weight()
         rules = self.check_rules()
         limits = self.check_risk()
         self.check_targets()
@@ -175,12 +178,14 @@ class Checker:
         self.check_unused()
         if self.diags.has_errors:
             return None
-        horizon = self.spec.signal.horizon.bars(self.bar_seconds) or 1
+        horizon = (self.spec.signal.horizon.bars(self.bar_seconds) or 1) \
+            if self.spec.signal is not None else 1
         lookbacks = {f"feature {k}": self.feature_lb[k][0] for k in self.order}
         maxes = {f"feature {k}": self.feature_lb[k][1] for k in self.order}
         roots = [("signal " + k, e) for k, e in signal.items()]
         roots += [("gate " + k, e) for k, e in gates.items()]
         roots += [("rule " + k, r.when) for k, r in rules.items() if r.when is not None]
+        roots += [("sizing weight", weight)] if weight is not None else []
         for label, e in roots:
             lookbacks[label], maxes[label] = self.lb.get(e, (0, 0))
         extra = self.builtin_lookbacks()
@@ -189,7 +194,7 @@ class Checker:
         return CheckedPolicy(
             self.src, self.spec, self.bar_seconds, self.params,
             {k: self.feature_src[k] for k in self.order}, signal, gates, rules, limits,
-            horizon, self.types, lookbacks, maxes, warm, wmax)
+            horizon, self.types, lookbacks, maxes, warm, wmax, weight)
 
     def builtin_lookbacks(self) -> list[int]:
         """The lookbacks of the components' estimators, and of the market model's (one-bar
@@ -212,7 +217,8 @@ class Checker:
     def check_params(self) -> None:
         for name, p in (self.spec.params or {}).items():
             span = self.key_span("params", name)
-            if name in BAR_FIELDS or name in FUNCTIONS or name in SIGNAL_NAMES:
+            if name in BAR_FIELDS or name in FUNCTIONS or name in SIGNAL_NAMES or \
+                    name in HOLDINGS:
                 self.diags.add("E0404", f"parameter `{name}` shadows a built-in name", span,
                                help="rename the parameter")
                 continue
@@ -251,7 +257,8 @@ class Checker:
             span = self.key_span("features", name)
             taken = ("a bar field" if name in BAR_FIELDS else "a parameter" if name in
                      self.params else "a function" if name in FUNCTIONS else "a signal name"
-                     if name in SIGNAL_NAMES else None)
+                     if name in SIGNAL_NAMES else "a view of the book" if name in HOLDINGS
+                     else None)
             if taken:
                 self.diags.add("E0404", f"feature `{name}` has the name of {taken}", span,
                                help="rename the feature")
@@ -290,6 +297,12 @@ class Checker:
     def check_signal(self) -> dict[str, A.Expr]:
         out = {}
         if self.spec.signal is None:
+            if self.node("signal") is None and \
+                    getattr(self.spec.sizing, "method", None) != "weight":
+                self.diags.add("E0302", "missing section `signal`", self.src.whole_file(),
+                               help="add `signal:` with `mu` (expected return) and `sigma` "
+                               "(its predictive std), or give the target weights directly "
+                               "with `sizing: {method: weight, weight: ...}`")
             return out
         for key in ("mu", "sigma"):
             e = self.parse("signal", key)
@@ -329,6 +342,25 @@ class Checker:
                 continue
             out[name] = e
         return out
+
+    def check_weight(self) -> A.Expr | None:
+        """The target weight of `sizing: {method: weight}`: a dimensionless number."""
+        if getattr(self.spec.sizing, "method", None) != "weight":
+            return None
+        e = self.parse("sizing", "weight")
+        t = self.infer(e, "sizing") if e is not None else None
+        if t is None:
+            return None
+        if not t.is_numeric:
+            self.diags.add("E0509", "the weight must be a number, found a condition", e.span,
+                           help=f"choose a weight with `where`, e.g. `where({_short(e)}, 10%, 0)`")
+            return None
+        if t.unit is not None and not t.unit.is_dimensionless:
+            self.diags.add("E0603", f"the weight must be a dimensionless fraction of equity, "
+                           f"found {t.unit}", e.span, help="a weight is a fraction such as "
+                           "`10%`; divide by a value of the same unit")
+            return None
+        return e
 
     def check_rules(self) -> dict[str, RuleInfo]:
         rules = self.spec.stand_down
@@ -602,6 +634,7 @@ class Checker:
         places += [(("signal", k), None) for k in ("mu", "sigma")]
         places += [(("gates", k), None) for k in self.declared("gates")]
         places += [(("stand_down", k, "when"), None) for k in self.declared("stand_down")]
+        places += [(("sizing", "weight"), None)]
         used: set[str] = set()
         for path, owner in places:
             n = self.node(*path)
@@ -662,16 +695,23 @@ class Checker:
         if n in self.params:
             p = self.params[n]
             return Type(Kind.PARAM, p.dtype, None), (0, 0)
+        if n in HOLDINGS:
+            return HOLDINGS[n][0], (0, 0)
         if n in self.feature_src:
             t = self.type_feature(n, stack) if where == "features" else \
                 self.feature_types.get(n)
             return t, self.feature_lb.get(n, (0, 0))
         if n in SIGNAL_NAMES:
-            if where in ("gates", "stand_down"):
+            if self.spec.signal is None and self.node("signal") is None:
+                self.diags.add("E0402", f"`{n}` needs a `signal` section", e.span,
+                               help="add `signal:` with `mu` and `sigma`, or use the features "
+                               "directly")
+                return None, (0, 0)
+            if where in ("gates", "stand_down", "sizing"):
                 return Type(Kind.SERIES, DType.FLOAT, DIMENSIONLESS), (0, 0)
             self.diags.add("E0402", f"`{n}` is not available in `{where}`", e.span,
-                           help=f"`{n}` comes from the signal; use it in `gates` or "
-                           "`stand_down`")
+                           help=f"`{n}` comes from the signal; use it in `gates`, "
+                           "`stand_down` or a sizing `weight`")
             return None, (0, 0)
         if n in FUNCTIONS:
             self.diags.add("E0401", f"`{n}` is a function, not a value", e.span,
@@ -680,12 +720,15 @@ class Checker:
         if self.is_declared(n, "params") or self.is_declared(n, "features"):
             return None, (0, 0)           # declared, but its definition was reported broken
         self.diags.add("E0401", f"unknown name `{n}`", e.span, label="not defined",
-                       help=self.suggest(n, lambda: list(BAR_FIELDS) + list(self.params) +
-                                         list(self.feature_src) + (
-                                             list(SIGNAL_NAMES) if where in
-                                             ("gates", "stand_down") else []))
+                       help=self.suggest(n, lambda: self.names_in_scope(where))
                        or "define it under `features` or `params`")
         return None, (0, 0)
+
+    def names_in_scope(self, where: str) -> list[str]:
+        known = list(BAR_FIELDS) + list(HOLDINGS) + list(self.params) + list(self.feature_src)
+        if where in ("gates", "stand_down", "sizing") and self.spec.signal is not None:
+            known += list(SIGNAL_NAMES)
+        return known
 
     def suggest(self, word: str, candidates) -> str | None:
         """`suggestion(word, candidates)` while the check's comparison budget lasts;
@@ -803,6 +846,12 @@ class Checker:
                            bound[0][1].span, help="give a window for a z-score over time, "
                            "e.g. `zscore(x, 63)`")
             ok = False
+        if ok and sig.windows_ok is not None:
+            problem = sig.windows_ok({k: v[0] for k, v in windows.items() if v})
+            if problem:
+                self.diags.add("E0502", f"`{sig.name}` {problem}", e.span,
+                               help=f"`{sig.name}`: {sig.doc}")
+                ok = False
         if not ok:
             return None, lb
         result = sig.result(types)
