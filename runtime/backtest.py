@@ -219,7 +219,7 @@ def write_results(result: BacktestResult, out_dir: str) -> dict[str, str]:
     written = {}
     for name, table in result_tables(result).items():
         target = path / f"{name}.parquet"
-        pq.write_table(table, target, compression="zstd")
+        pq.write_table(table, target, compression="zstd", write_page_checksum=True)
         written[name] = str(target)
     metrics_path = path / "metrics.json"
     tmp = metrics_path.with_suffix(".json.tmp")

@@ -16,7 +16,7 @@ import math
 import click
 
 from crowe.compiler.artifact.keys import KeyFileError
-from crowe.compiler.artifact.signatures import ROLES
+from crowe.compiler.artifact.signatures import ROLES, TRUST_ROLES
 from crowe.compiler.artifact.trust import TrustStoreError
 from crowe.compiler.artifact.verify import STAGES, ArtifactError
 from crowe.dsl.quantity import QuantityError, check_ascii_digits
@@ -146,6 +146,22 @@ def data_import(src, out, layout, ts_col, symbol_col, open_col, high_col, low_co
     raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
 
 
+def _positive(value: str | None) -> float | None:
+    """A positive, finite number in ASCII digits (None stays None)."""
+    if value is None:
+        return None
+    try:
+        check_ascii_digits(value)
+        number = float(value)
+    except QuantityError as e:
+        raise click.BadParameter(f"{e}; {e.help}") from None
+    except ValueError:
+        raise click.BadParameter(f"`{value}` is not a number") from None
+    if not (math.isfinite(number) and number > 0):
+        raise click.BadParameter(f"`{value}` is not a positive, finite number")
+    return number
+
+
 def _cash(ctx, param, value: str) -> float:
     """`--cash`: a positive, finite amount in ASCII digits (`nan`, `inf`, `0`, `-1` refused)."""
     try:
@@ -248,8 +264,9 @@ def trust() -> None:
 
 @trust.command("add")
 @click.argument("public_key", metavar="KEY.pub", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--role", "roles", required=True, multiple=True, type=_ROLE,
-              help="A role the key may sign in; repeatable.")
+@click.option("--role", "roles", required=True, multiple=True, type=click.Choice(TRUST_ROLES),
+              help="A role the key may sign in (`journal`: a paper runtime's journal key); "
+                   "repeatable.")
 @click.option("--trust", "trust_dir", required=True, metavar="DIR", help="Trust store.")
 def trust_add(public_key, roles, trust_dir) -> None:
     """Trust KEY.pub for the given roles (replacing its earlier entry, if any)."""
@@ -313,7 +330,8 @@ def paper() -> None:
     """Paper-trade a signed artifact bar by bar, or manage a run.
 
     \b
-    crowe paper ARTIFACT --trust DIR --state-dir DIR --feed replay:PATH|stdin [--speed X]
+    crowe paper ARTIFACT --trust DIR --journal-key KEY --state-dir DIR
+                --feed replay:PATH|stdin [--speed X]
     crowe paper kill --state-dir DIR [--flatten]
     crowe paper resume --state-dir DIR
     crowe paper status --state-dir DIR [--format json]
@@ -323,10 +341,13 @@ def paper() -> None:
 @paper.command("run", hidden=True)
 @click.argument("artifact", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--trust", "trust_dir", required=True, metavar="DIR", help="Trust store.")
+@click.option("--journal-key", "journal_key", required=True, metavar="KEY",
+              help="Private key that signs every journal record; the trust store must hold its "
+                   "public key in the role `journal`.")
 @click.option("--state-dir", required=True, metavar="DIR",
               help="Journal, checkpoint and controls.")
 @click.option("--feed", "feed", required=True, metavar="SPEC", help="`replay:PATH` or `stdin`.")
-@click.option("--speed", type=float, default=None,
+@click.option("--speed", default=None, callback=lambda ctx, param, value: _positive(value),
               help="Replay at this many times real time (default: as fast as possible).")
 @click.option("--max-gap", default="10d", show_default=True,
               help="Halt when the next bar is more than this long after the last one (a stale "
@@ -335,17 +356,20 @@ def paper() -> None:
               help="Refuse a bar dated more than this ahead of the wall clock; `none` turns "
                    "it off.")
 @click.option("--allow-rollback", is_flag=True, help="Run a lower version than one already run.")
-def paper_run(artifact, trust_dir, state_dir, feed, speed, max_gap, max_ahead,
+def paper_run(artifact, trust_dir, journal_key, state_dir, feed, speed, max_gap, max_ahead,
               allow_rollback) -> None:
     """Paper-trade ARTIFACT: it must verify for stage `paper` (an `author` signature from the
-    trust store). Every bar is journaled (hash-chained) and the state checkpointed in
-    --state-dir; a restart resumes where it stopped. SIGUSR1 halts, SIGUSR2 flattens."""
+    trust store). Every bar is journaled (hash-chained, each record signed with
+    --journal-key) and the state checkpointed in --state-dir; a restart resumes where it
+    stopped. SIGUSR1 halts, SIGUSR2 flattens."""
     from .artifact import load_artifact
-    from .paper.commands import record_version, run_paper
+    from .paper.commands import journal_signer, record_version, run_paper
+    signer, trusted = journal_signer(journal_key, trust_dir)
     loaded = load_artifact(artifact, trust_dir, "paper", state_dir, allow_rollback)
     raise click.exceptions.Exit(run_paper(
         loaded.engine, loaded.verified.digest, state_dir, feed, speed, max_gap, max_ahead,
-        on_start=lambda: record_version(loaded.verified.artifact, state_dir, allow_rollback)))
+        on_start=lambda: record_version(loaded.verified.artifact, state_dir, allow_rollback),
+        signer=signer, trusted=trusted))
 
 
 @paper.command("kill")
@@ -382,10 +406,14 @@ def journal() -> None:
 
 @journal.command("verify")
 @click.argument("state_dir", metavar="DIR", type=click.Path(path_type=str))
-def journal_verify(state_dir) -> None:
-    """Check the hash chain; name the first bad record. Exit 1 when the chain is broken."""
+@click.option("--trust", "trust_dir", required=True, metavar="DIR",
+              help="Trust store holding the runtime's key in the role `journal`.")
+def journal_verify(state_dir, trust_dir) -> None:
+    """Check the hash chain, every record's signature by a trusted `journal` key, and that the
+    checkpoint holds the state journaled at its bar; name the first bad record. Exit 1 when
+    something does not hold."""
     from .paper.commands import journal_verify as run
-    raise click.exceptions.Exit(run(state_dir))
+    raise click.exceptions.Exit(run(state_dir, trust_dir))
 
 
 @journal.command("export")

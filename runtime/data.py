@@ -43,6 +43,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ class DataReport:
     first_ts: str | None
     last_ts: str | None
     coverage: tuple[Coverage, ...] = field(default=())
+    sha256: str | None = None          # of the file's bytes, as read
 
     @property
     def ok(self) -> bool:
@@ -184,7 +186,7 @@ class DataReport:
 
     def to_json(self) -> dict:
         return {
-            "path": self.path, "rows": self.rows, "symbols": self.symbols, "bars": self.bars,
+            "path": self.path, "sha256": self.sha256, "rows": self.rows, "symbols": self.symbols, "bars": self.bars,
             "first_ts": self.first_ts, "last_ts": self.last_ts, "ok": self.ok,
             "invalid_bars": self.invalid_bars, "missing_bars": self.missing_bars,
             "counts": self.counts,
@@ -215,7 +217,10 @@ class DataReport:
         """A compact summary: counts, issue kinds, the first ``limit`` issues, thin coverage."""
         span = f" ({self.first_ts} to {self.last_ts})" if self.first_ts else ""
         lines = [f"{self.path}: {self.rows:,} rows, {self.symbols:,} symbols,"
-                 f" {self.bars:,} bars{span}",
+                 f" {self.bars:,} bars{span}"]
+        if self.sha256:
+            lines.append(f"sha256: {self.sha256}")
+        lines += [
                  f"invalid bars: {self.invalid_bars:,}; missing bars: {self.missing_bars:,}"
                  f" ({_gap_summary(self.coverage)})"]
         counts = ", ".join(f"{n:,} {k}" for k, n in self.counts.items())
@@ -259,7 +264,16 @@ def load_bars(path, start=None, end=None, symbols: Iterable[str] | None = None
     if rows.size == 0:
         raise DataError(f"`{path}`: no rows {_window(start, end, symbols)}")
     panel, issues, coverage = _align(table.filter(pa.array(keep)), rows, symbols)
-    return panel, _report(path, panel, issues, coverage, rows.size)
+    return panel, _report(path, panel, issues, coverage, rows.size, file_sha256(path))
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes (hex), the identity of a data file in results and journals."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def align(bars: pa.Table | Mapping[str, Sequence]) -> Panel:
@@ -274,9 +288,16 @@ def align(bars: pa.Table | Mapping[str, Sequence]) -> Panel:
 
 def write_bars(path, ts, symbol, open, high, low, close, volume, compression: str = "zstd") -> None:
     """Write a long bar file. ``ts`` may be datetime64 (``datetime64[D]`` is stored as a date),
-    ISO strings, int ns, or a pyarrow array; None/NaT become nulls."""
+    ISO strings, int ns, or a pyarrow array; None/NaT become nulls. Every data page carries a
+    CRC-32 checksum, which every read verifies."""
     table = _to_table(ts, symbol, open, high, low, close, volume)
-    pq.write_table(table, os.fspath(path), compression=compression)
+    write_table(table, path, compression=compression)
+
+
+def write_table(table: pa.Table, path, compression: str = "zstd") -> None:
+    """Write a Parquet file with a CRC-32 checksum on every data page (the project's files:
+    bars, backtest results, journal exports)."""
+    pq.write_table(table, os.fspath(path), compression=compression, write_page_checksum=True)
 
 
 def _read(path: str) -> pa.Table:
@@ -291,8 +312,12 @@ def _read(path: str) -> pa.Table:
                         f" Parquet with columns {', '.join(COLUMNS)}") from None
     _check_schema(path, schema)
     try:
-        table = pq.read_table(path, columns=list(COLUMNS))
+        table = pq.read_table(path, columns=list(COLUMNS), page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
+        if "checksum" in str(e).lower():
+            raise DataError(f"`{path}` is damaged: a data page does not match its checksum "
+                            "(the file was altered or corrupted after it was written); "
+                            "restore it from its source") from None
         raise DataError(f"`{path}`: cannot read the bars ({_first_line(e)})") from None
     if table.num_rows == 0:
         raise DataError(f"`{path}` has no rows")
@@ -614,13 +639,13 @@ def _coverage(panel: Panel, present: np.ndarray, unit: str) -> list[Coverage]:
             for j, s in enumerate(panel.symbols)]
 
 
-def _report(path, panel, issues, coverage, rows) -> DataReport:
+def _report(path, panel, issues, coverage, rows, sha256=None) -> DataReport:
     unit = _iso_unit(panel.ts)
     ends = _iso(panel.ts[[0, -1]], unit) if panel.T else [None, None]
     invalid = sum(c.bars for c in coverage) - int(panel.valid.sum())
     return DataReport(path=path, rows=int(rows), symbols=panel.N, bars=panel.T,
                       issues=tuple(issues), invalid_bars=invalid, first_ts=ends[0],
-                      last_ts=ends[-1], coverage=tuple(coverage))
+                      last_ts=ends[-1], coverage=tuple(coverage), sha256=sha256)
 
 
 # -- bar size ------------------------------------------------------------------------------------
@@ -703,6 +728,11 @@ def to_ns(value, end: bool = False) -> int:
 
 
 def _parse_iso(text: str):
+    from crowe.dsl.quantity import QuantityError, check_ascii_digits
+    try:
+        check_ascii_digits(text)
+    except QuantityError as e:
+        raise DataError(f"{e}; write the date in ASCII digits, such as 2010-01-01") from None
     try:
         stamp = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from .data import COLUMNS, DataError, align, split_jumps
+from .data import COLUMNS, DataError, align, split_jumps, write_table
 
 FIELDS = ("open", "high", "low", "close", "volume", "adj_close")
 GUESSES = {"ts": ("ts", "date", "time", "timestamp", "datetime", "dt"),
@@ -78,7 +78,7 @@ def import_bars(src: str, out: str, columns: dict | None = None, layout: str = "
     table = read_source(src)
     done = to_bars(table, src, columns or {}, layout, name, tz, ts_format, adjust)
     try:
-        pq.write_table(done.table, out, compression="zstd")
+        write_table(done.table, out)
     except OSError as e:
         raise DataError(f"cannot write `{out}` ({e.strerror or e}); choose another -o") \
             from None

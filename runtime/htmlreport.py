@@ -159,7 +159,7 @@ def benchmark_curve(res: Results, choice: str) -> tuple[dict | None, str | None]
 
 def _benchmark(res: Results, choice: str) -> dict:
     from .data import DataError, load_bars
-    from .manifest import file_sha256
+    from .data import file_sha256
     data = res.run["data"]
     path = Path(data["path"])
     if not path.is_file():

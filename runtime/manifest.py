@@ -35,16 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import file_sha256
+
 FORMAT = "crowe-run/1"
 RUN_JSON = "run.json"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_manifest(policy_path: str, engine, params: dict, prep, cash: float, written: dict,
@@ -57,7 +51,8 @@ def build_manifest(policy_path: str, engine, params: dict, prep, cash: float, wr
         "policy": _policy(policy_path, engine, verified, check),
         "params": {k: _scalar(v) for k, v in params.items()},
         "cash": float(cash),
-        "data": {"path": prep.data_path, "sha256": file_sha256(prep.data_path),
+        "data": {"path": prep.data_path,
+                 "sha256": prep.report.sha256 or file_sha256(prep.data_path),
                  "symbols": list(panel.symbols)},
         "period": {"first_bar": _day(panel.ts[0]), "start": _day(panel.ts[first]),
                    "end": _day(panel.ts[-1]), "bars": int(panel.T - first),
