@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
 
@@ -29,6 +30,7 @@ from .paper.journal import JournalError
 from .paper.loop import PaperError
 from .quantity_cli import DurationError
 from .run import RunError
+from .sweep import GridError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
@@ -40,7 +42,7 @@ class UserError(Exception):
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
                                             KeyFileError, TrustStoreError, PaperError,
                                             JournalError, CheckpointError, FeedSpecError,
-                                            DurationError)
+                                            DurationError, GridError)
 
 
 class _Guarded(click.Group):
@@ -142,6 +144,44 @@ def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt) ->
     from .run import default_out, usable_out_dir
     out_dir = usable_out_dir(out_dir or default_out(policy))
     run_backtest(policy, data, start, end, params, cash, out_dir, fmt, trust_dir)
+
+
+# -- research: sweeps, walk-forward, stress -----------------------------------------------------
+
+_DATA = click.option("--data", type=click.Path(path_type=str), default=None,
+                     help="Parquet bar file (default: the bundled data that covers the universe).")
+_GRID = click.option("--grid", "grid", multiple=True, metavar="NAME=LO:HI:STEP|NAME=v1,v2",
+                     help="A parameter axis (both ends included); repeatable. Values must lie "
+                          "in the parameter's declared range.")
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@_GRID
+@_DATA
+@click.option("--start", default=None, help="First date counted; earlier bars warm up.")
+@click.option("--end", default=None, help="Last date simulated (inclusive).")
+@click.option("--metric", default="sharpe", show_default=True, help="Metric that ranks runs.")
+@click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY/sweep).")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--equity", is_flag=True, help="Also write each run's per-bar equity.")
+@click.option("--per-instrument", is_flag=True,
+              help="Run each instrument of the data as its own one-instrument universe.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Runs shown.")
+@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True,
+              help="Where batches run: this machine.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument, top,
+          backend, fmt) -> None:
+    """Backtest every combination of the --grid axes in batches through one compiled
+    program; write one Parquet row per run with every metric, print the best runs and the
+    overfitting statistics (PSR, DSR, PBO)."""
+    from .research import run_sweep
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "sweep"))
+    run_sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument,
+              top, fmt)
 
 
 # -- artifacts: keys, signatures, trust, verification ----------------------------------------
