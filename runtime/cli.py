@@ -31,6 +31,7 @@ from .paper.loop import PaperError
 from .quantity_cli import DurationError
 from .run import RunError
 from .sweep import GridError
+from .walkforward import WalkForwardError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
@@ -42,7 +43,7 @@ class UserError(Exception):
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
                                             KeyFileError, TrustStoreError, PaperError,
                                             JournalError, CheckpointError, FeedSpecError,
-                                            DurationError, GridError)
+                                            DurationError, GridError, WalkForwardError)
 
 
 class _Guarded(click.Group):
@@ -182,6 +183,35 @@ def sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_ins
     out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "sweep"))
     run_sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument,
               top, fmt)
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@_GRID
+@_DATA
+@click.option("--train", required=True, help="Training window, e.g. 3y, 18mo, 26w, 90d.")
+@click.option("--test", required=True, help="Test window that follows it, e.g. 6mo.")
+@click.option("--step", default=None, help="How far each fold moves (default: --test).")
+@click.option("--anchored", is_flag=True, help="Every training window starts at the first.")
+@click.option("--start", default=None, help="Where the first training window starts.")
+@click.option("--end", default=None, help="Last date used (inclusive).")
+@click.option("--select", default="sharpe", show_default=True,
+              help="Metric that chooses each fold's parameters in sample.")
+@click.option("--out", "out_dir", default=None,
+              help="Results directory (default out/POLICY/walkforward).")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def walkforward(policy, grid, data, train, test, step, anchored, start, end, select, out_dir,
+                cash, fmt) -> None:
+    """Walk-forward: choose the best --grid combination on each training window, trade it
+    on the next test window with the book carried across folds; print per-fold choices, in-
+    and out-of-sample metrics and the stitched out-of-sample result."""
+    from .research import run_walkforward
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "walkforward"))
+    run_walkforward(policy, grid, data, start, end, train, test, step, anchored, select,
+                    out_dir, cash, fmt)
 
 
 # -- artifacts: keys, signatures, trust, verification ----------------------------------------

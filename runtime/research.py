@@ -39,6 +39,10 @@ def progress_bar(fmt: str, what: str):
                     console=Console(stderr=True), disable=not show, transient=True), what
 
 
+def _console() -> Console:
+    return Console() if sys.stdout.isatty() else Console(width=150)
+
+
 def _finite(v):
     v = float(v)
     return v if math.isfinite(v) else None
@@ -90,7 +94,7 @@ def run_sweep(policy, grid_items, data, start, end, metric, out_dir, cash, equit
             "best": [_row(result, i) for i in shown], "overfit": stats, "files": files},
             indent=2, default=_finite))
         return
-    console = Console()
+    console = _console()
     console.print(f"{engine.name}: {len(result.combos)} runs"
                   f"{' (combinations x instruments)' if per_instrument else ''} on "
                   f"{prep.data_path}, best by {metric}")
@@ -135,3 +139,91 @@ def equity_table(result) -> pa.Table:
                            pa.timestamp("ns", tz="UTC")),
             "equity": pa.array(result.equity.reshape(-1))}
     return pa.table(cols)
+
+
+# -- walk-forward -----------------------------------------------------------------------------
+
+def run_walkforward(policy, grid_items, data, start, end, train, test, step, anchored, select,
+                    out_dir, cash, fmt) -> None:
+    from .engine import Engine
+    from .sweep import parse_grid
+    from .walkforward import folds, parse_span, walk_forward
+
+    source_only(policy, "walkforward")
+    select = check_metric(select)
+    spans = parse_span(train, "--train"), parse_span(test, "--test")
+    step_span = parse_span(step, "--step") if step else None
+    prep = prepare(policy, data, None, end)
+    engine = Engine.from_policy(prep.check.policy, prep.panel.symbols, cash)
+    combos = parse_grid(grid_items, engine.param_specs)
+    first = 0
+    if start is not None:
+        from .data import to_ns
+        first = int(np.searchsorted(prep.panel.ts, to_ns(start), side="left"))
+    fl = folds(prep.panel.ts, min(first, prep.panel.T - 1), *spans, step_span, anchored)
+    bar, what = progress_bar(fmt, f"walk-forward {engine.name}")
+    with bar:
+        task = bar.add_task(what, total=len(fl))
+        wf = walk_forward(engine, prep.panel, combos, fl, select,
+                          progress=lambda d, t: bar.update(task, completed=d))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = folds_table(wf, prep.panel.ts, select)
+    pq.write_table(table, out / "folds.parquet", compression="zstd")
+    pq.write_table(pa.table({"ts": pa.array(np.asarray(wf.ts, "datetime64[ns]"),
+                                            pa.timestamp("ns", tz="UTC")),
+                             "equity": wf.equity, "fold": wf.fold_of_bar}),
+                   out / "oos_equity.parquet", compression="zstd")
+    summary = {"folds": len(fl), "select": select, "oos_metrics": wf.metrics, "oos_psr": wf.psr,
+               "in_sample_overfit": wf.overfit}
+    _write_json(out / "walkforward.json", summary)
+    if fmt == "json":
+        click.echo(json.dumps({"policy": engine.name, "folds": table.to_pylist(),
+                               "oos_metrics": wf.metrics, "oos_psr": wf.psr, "out": str(out)},
+                              indent=2, default=_day_or_float))
+        return
+    console = _console()
+    console.print(f"{engine.name}: {len(fl)} folds, {len(combos)} combinations each, chosen by "
+                  f"{select} in sample")
+    t = Table()
+    names = list(dict.fromkeys(k for c in combos for k in c))
+    for c in ["fold", "train", "test", *names, f"IS {select}", f"OOS {select}", "IS DSR",
+              "IS PBO"]:
+        t.add_column(c, justify="right")
+    for row in table.to_pylist():
+        t.add_row(str(row["fold"]), f"{_d(row['train_start'])}..{_d(row['train_end'])}",
+                  f"{_d(row['test_start'])}..{_d(row['test_end'])}",
+                  *[f"{row[n]:g}" for n in names], f"{row['is_' + select]:.3f}",
+                  f"{row['oos_' + select]:.3f}", f"{row['is_dsr']:.3f}", f"{row['is_pbo']:.3f}")
+    console.print(t)
+    m = wf.metrics
+    console.print(f"stitched out of sample: total return {m['total_return']:.2%}, Sharpe "
+                  f"{m['sharpe']:.3f}, max drawdown {m['max_drawdown']:.2%}, PSR {wf.psr:.3f}")
+    console.print(f"results: {out}")
+
+
+def _d(value) -> str:
+    return str(np.datetime64(value, "D"))
+
+
+def _day_or_float(v):
+    if isinstance(v, (np.datetime64, )):
+        return _d(v)
+    try:
+        return _finite(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def folds_table(wf, ts, select) -> pa.Table:
+    ts = np.asarray(ts, "datetime64[ns]")
+    rows = []
+    for i, f in enumerate(wf.folds):
+        row = {"fold": i, "train_start": ts[f.train[0]], "train_end": ts[f.train[1] - 1],
+               "test_start": ts[f.test[0]], "test_end": ts[f.test[1] - 1], **wf.chosen[i]}
+        row.update({f"is_{k}": v for k, v in wf.in_sample[i].items()})
+        row.update({f"oos_{k}": v for k, v in wf.out_sample[i].items()})
+        row.update(is_psr=wf.overfit[i]["psr"], is_dsr=wf.overfit[i]["dsr"],
+                   is_pbo=wf.overfit[i]["pbo"])
+        rows.append(row)
+    return pa.Table.from_pylist(rows)
