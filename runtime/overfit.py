@@ -90,26 +90,31 @@ def pbo(returns, blocks: int = 16) -> dict:
     if N < 2 or T < blocks * 2:
         return {"pbo": float("nan"), "logits": [], "splits": 0, "blocks": blocks}
     size = T // blocks
-    parts = [m[i * size:(i + 1) * size] for i in range(blocks)]
-    logits = []
-    for ins in itertools.combinations(range(blocks), blocks // 2):
-        outs = [i for i in range(blocks) if i not in ins]
-        sr_in = _sharpes(np.concatenate([parts[i] for i in ins]))
-        sr_out = _sharpes(np.concatenate([parts[i] for i in outs]))
-        star = int(np.argmax(np.where(np.isnan(sr_in), -np.inf, sr_in)))
-        rank = 1 + np.sum(sr_out < sr_out[star]) + 0.5 * (np.sum(sr_out == sr_out[star]) - 1)
-        w = rank / (N + 1)
-        logits.append(math.log(w / (1.0 - w)))
-    logits = np.array(logits)
+    parts = m[:size * blocks].reshape(blocks, size, N)
+    s1, s2 = parts.sum(axis=1), (parts * parts).sum(axis=1)      # [blocks, N]
+    ins = np.array(list(itertools.combinations(range(blocks), blocks // 2)))
+    chosen = np.zeros((len(ins), blocks), bool)
+    chosen[np.arange(len(ins))[:, None], ins] = True
+    sr_in = _block_sharpes(chosen, s1, s2, size)
+    sr_out = _block_sharpes(~chosen, s1, s2, size)
+    star = np.argmax(np.where(np.isnan(sr_in), -np.inf, sr_in), axis=1)
+    best_out = sr_out[np.arange(len(ins)), star][:, None]
+    rank = 1 + np.sum(sr_out < best_out, axis=1) + 0.5 * (np.sum(sr_out == best_out, axis=1) - 1)
+    w = rank / (N + 1)
+    logits = np.log(w / (1.0 - w))
     return {"pbo": float(np.mean(logits <= 0)), "logits": logits.tolist(),
             "splits": len(logits), "blocks": blocks}
 
 
-def _sharpes(m):
-    sd = m.std(axis=0, ddof=1)
+def _block_sharpes(chosen, s1, s2, size):
+    """Per-bar Sharpe ratios (ddof 1) of the rows of the chosen blocks, from block sums."""
+    n = chosen.sum(axis=1, keepdims=True) * size
+    total, sq = chosen @ s1, chosen @ s2
+    mean = total / n
+    var = np.maximum(sq - n * mean * mean, 0.0) / (n - 1)
+    sd = np.sqrt(var)
     with np.errstate(all="ignore"):
-        s = m.mean(axis=0) / sd
-    return np.where(sd > 0, s, 0.0)
+        return np.where(sd > 0, mean / sd, 0.0)
 
 
 def summary(returns, chosen: int, blocks: int = 16) -> dict:

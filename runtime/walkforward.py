@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backtest import make_runner
 from .engine import Engine, panel_bars
 from .metrics import compute_metrics
 from .overfit import psr, summary
@@ -99,14 +98,16 @@ class WalkForward:
     fold_of_bar: np.ndarray
     metrics: dict                # of the stitched curve
     psr: float                   # of the stitched out-of-sample returns
+    positions: list = None       # per fold: (positions at its first bar, at its last bar)
 
 
 def walk_forward(engine: Engine, panel, combos: list[dict], fold_list: list[Fold],
-                 select: str = "sharpe", progress=None) -> WalkForward:
-    runner = BatchRunner(engine, batch_size(engine, len(combos)))
-    single = make_runner(engine)
+                 select: str = "sharpe", progress=None,
+                 runner: BatchRunner | None = None) -> WalkForward:
+    runner = runner or BatchRunner(engine, batch_size(engine, len(combos)))
+    single = runner.single
     bars = {k: np.asarray(v) for k, v in panel_bars(panel).items()}
-    chosen, ins, outs, stats, eq, ts, fold_ix = [], [], [], [], [], [], []
+    chosen, ins, outs, stats, eq, ts, fold_ix, pos = [], [], [], [], [], [], [], []
     book = None
     for i, f in enumerate(fold_list):
         res = sweep(engine, _upto(panel, f.train[1]), combos, f.train[0], runner=runner)
@@ -123,6 +124,7 @@ def walk_forward(engine: Engine, panel, combos: list[dict], fold_list: list[Fold
         carry, out = single(params, carry, _rows(bars, *f.test))
         book = carry["state"]
         outs.append(_metrics(engine, out))
+        pos.append((out["positions"][0], out["positions"][-1]))
         eq.append(out["equity"])
         ts.append(np.asarray(panel.ts)[f.test[0]:f.test[1]])
         fold_ix.append(np.full(f.test[1] - f.test[0], i))
@@ -132,7 +134,7 @@ def walk_forward(engine: Engine, panel, combos: list[dict], fold_list: list[Fold
     full = _stitched(engine, equity, outs)
     r = equity[1:] / equity[:-1] - 1.0
     return WalkForward(engine, fold_list, chosen, ins, outs, stats, np.concatenate(ts), equity,
-                       np.concatenate(fold_ix), full, psr(r[np.isfinite(r)]))
+                       np.concatenate(fold_ix), full, psr(r[np.isfinite(r)]), pos)
 
 
 def _upto(panel, end: int):

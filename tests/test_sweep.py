@@ -1,0 +1,155 @@
+"""Sweeps, independent instruments and walk-forward on real bundled data: every sweep member's
+decisions are the single backtest's with the same parameters, bit for bit; a walk-forward's
+choices and out-of-sample run use only earlier bars, and the book carries across folds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from crowe.dsl.policy import check_path
+from crowe.runtime.backtest import backtest
+from crowe.runtime.bundled import default_data
+from crowe.runtime.cli import main
+from crowe.runtime.data import load_bars
+from crowe.runtime.engine import RECORD, RECORD_N, Engine
+from crowe.runtime.metrics import KEYS
+from crowe.runtime.sweep import (BatchRunner, GridError, parse_grid, sweep,
+                                 sweep_instruments)
+from crowe.runtime.walkforward import WalkForwardError, folds, parse_span, walk_forward
+
+ROOT = Path(__file__).parent.parent
+POLICY = ROOT / "policies" / "ts_trend_v1.policy"
+END = "2005-06-30"                       # 1,340 bars; GOOG lists in 2004
+GRID = ["fast=10,30", "slow=100,150"]
+START = 300                              # the bars before it warm up
+ALL = RECORD + RECORD_N + ("fill_qty", "fill_price", "fill_cost")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    policy = check_path(str(POLICY)).policy
+    symbols = policy.spec.universe.symbols
+    panel = load_bars(default_data(symbols))[0].select(symbols).slice(None, END)
+    engine = Engine.from_policy(policy, panel.symbols)
+    combos = parse_grid(GRID, engine.param_specs)
+    return policy, panel, engine, combos, BatchRunner(engine, 3)
+
+
+def same(a, b) -> bool:
+    return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+def test_every_sweep_member_is_its_single_backtest_bit_for_bit(setup):
+    """Orders, fills, weights, reasons and equity of each member equal `backtest` with its
+    parameters (its own runner, compiled apart), and so do the metrics; the last batch is
+    short (3 + 1 runs in batches of 3)."""
+    _, panel, engine, combos, runner = setup
+    from crowe.runtime.engine import panel_bars
+    bars = {k: np.asarray(v) for k, v in panel_bars(panel).items()}
+    params = [engine.params(c) for c in combos]
+    records = []
+    for i in (0, 3):
+        _, rec = runner(params[i:i + 3], [engine.init_carry()] * len(params[i:i + 3]), bars,
+                        quiet=START, keep=ALL)
+        records += [{k: v[j] for k, v in rec.items()} for j in range(len(params[i:i + 3]))]
+    result = sweep(engine, panel, combos, START, runner=runner)
+    traded = 0
+    for c, rec, metrics in zip(combos, records, result.metrics):
+        single = backtest(engine, panel, engine.params(c), start=START)
+        bad = [k for k in ALL if not same(rec[k][START:], single.out[k])]
+        assert not bad, (c, bad)
+        assert metrics == single.metrics or all(
+            metrics[k] == single.metrics[k] or np.isnan(metrics[k]) and
+            np.isnan(single.metrics[k]) for k in KEYS), c
+        traded += np.count_nonzero(single.out["order_qty"])
+    assert traded > 0
+    assert len({m["final_equity"] for m in result.metrics}) == len(combos)
+
+
+def test_independent_instruments_are_one_instrument_backtests(setup):
+    policy, panel, _, combos, _ = setup
+    sub = panel.select(["AAPL", "MSFT"])
+    result = sweep_instruments(policy, sub, combos[:2], 1e6, START)
+    assert result.symbols == ["AAPL", "AAPL", "MSFT", "MSFT"]
+    for sym, c, eq in zip(result.symbols, result.combos, result.equity):
+        one = sub.select([sym])
+        engine = Engine.from_policy(policy, [sym])
+        single = backtest(engine, one, engine.params(c), start=START)
+        assert same(eq, single.out["equity"]), (sym, c)
+    table = result.table()
+    assert table.column("symbol").to_pylist() == result.symbols
+    assert set(KEYS) <= set(table.column_names)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("fast=1:10:1", "1 lies outside the declared range of `fast`, [5, 60]"),
+    ("slow=300", "outside the declared range of `slow`"),
+    ("speed=5", "the policy has no parameter `speed` (parameters: `fast`, `slow`)"),
+    ("fast=10.5", "`fast` takes whole numbers"),
+    ("fast=20:10:5", "LO <= HI"),
+    ("fast", "is not NAME=LO:HI:STEP"),
+])
+def test_grids_outside_the_declared_ranges_are_refused(setup, item, message):
+    with pytest.raises(GridError, match=None) as e:
+        parse_grid([item], setup[2].param_specs)
+    assert message in str(e.value)
+
+
+def test_grid_ranges_include_both_ends(setup):
+    grid = parse_grid(["fast=10:20:5", "slow=100,150"], setup[2].param_specs)
+    assert grid == [{"fast": f, "slow": s} for f in (10, 15, 20) for s in (100, 150)]
+
+
+def test_crowe_sweep_writes_one_row_per_combination(setup, tmp_path):
+    out = tmp_path / "sw"
+    grid = ["fast=10:30:10", "slow=100"]          # 3 runs: the fixture's batch program
+    res = CliRunner().invoke(main, ["sweep", str(POLICY), "--grid", grid[0], "--grid", grid[1],
+                                    "--end", END, "--out", str(out), "--equity"])
+    assert res.exit_code == 0, res.output
+    assert "best by sharpe" in res.output and "PBO" in res.output
+    table = pq.read_table(out / "sweep.parquet")
+    assert table.num_rows == 3 and set(KEYS) <= set(table.column_names)
+    combos = parse_grid(grid, setup[2].param_specs)
+    ref = sweep(setup[2], setup[1], combos, runner=setup[4])
+    assert table.column("sharpe").to_pylist() == [m["sharpe"] for m in ref.metrics]
+    assert table.column("fast").to_pylist() == [10, 20, 30]
+    assert pq.read_table(out / "equity.parquet").num_rows == 3 * setup[1].T
+    bad = CliRunner().invoke(main, ["sweep", str(POLICY), "--grid", "fast=2:4:1",
+                                    "--end", END, "--out", str(out)])
+    assert bad.exit_code == 2 and "outside the declared range" in bad.output
+
+
+# -- walk-forward -----------------------------------------------------------------------------
+
+def test_walk_forward_uses_only_past_bars_and_carries_the_book(setup):
+    _, panel, engine, combos, runner = setup
+    fl = folds(panel.ts, 0, parse_span("2y", "--train"), parse_span("1y", "--test"))
+    assert len(fl) >= 3 and all(f.train[1] == f.test[0] for f in fl)
+    wf = walk_forward(engine, panel, combos, fl, "sharpe", runner=runner)
+    # the choice is the in-sample best, from a sweep of the training window alone
+    res = sweep(engine, panel._take(slice(0, fl[1].train[1]), slice(None)), combos,
+                fl[1].train[0], runner=runner)
+    sharpes = [m["sharpe"] for m in res.metrics]
+    assert wf.chosen[1] == combos[int(np.nanargmax(sharpes))]
+    # later bars change nothing before them: cut the data after fold 1's test window
+    cut = panel._take(slice(0, fl[1].test[1]), slice(None))
+    early = walk_forward(engine, cut, combos, fl[:2], "sharpe", runner=runner)
+    n = fl[1].test[1] - fl[0].test[0]
+    assert early.chosen == wf.chosen[:2] and same(early.equity, wf.equity[:n])
+    # the book carries: positions at a fold's first bar are those at the previous one's last
+    assert not np.any(wf.positions[0][0])
+    for (_, last), (first, _) in zip(wf.positions, wf.positions[1:]):
+        assert same(first, last)
+    assert any(np.any(p[1]) for p in wf.positions)
+    assert wf.equity.shape == (sum(f.test[1] - f.test[0] for f in fl),)
+
+
+def test_walk_forward_windows_must_fit_the_data(setup):
+    with pytest.raises(WalkForwardError, match="too short"):
+        folds(setup[1].ts, 0, parse_span("6y", "--train"), parse_span("1y", "--test"))
+    with pytest.raises(WalkForwardError, match="not a span"):
+        parse_span("3 years", "--train")
