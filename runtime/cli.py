@@ -31,6 +31,7 @@ from .paper.loop import PaperError
 from .quantity_cli import DurationError
 from .run import RunError
 from .sweep import GridError
+from .stress import StressError
 from .walkforward import WalkForwardError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
@@ -43,7 +44,8 @@ class UserError(Exception):
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
                                             KeyFileError, TrustStoreError, PaperError,
                                             JournalError, CheckpointError, FeedSpecError,
-                                            DurationError, GridError, WalkForwardError)
+                                            DurationError, GridError, WalkForwardError,
+                                            StressError)
 
 
 class _Guarded(click.Group):
@@ -212,6 +214,32 @@ def walkforward(policy, grid, data, train, test, step, anchored, start, end, sel
     out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "walkforward"))
     run_walkforward(policy, grid, data, start, end, train, test, step, anchored, select,
                     out_dir, cash, fmt)
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--scenario", required=True, metavar="NAME",
+              help="An episode (gfc2008, flash2010, covid2020) or a shock: gap:-10%, "
+                   "vol:3x:20, drought:20, halt:5.")
+@_DATA
+@click.option("--start", default=None, help="First date traded; earlier bars warm up.")
+@click.option("--end", default=None, help="Last date simulated (inclusive).")
+@click.option("--at", default=None, help="Date of the shock (default: the middle of the run).")
+@click.option("--symbols", default=None, metavar="A,B",
+              help="Instruments the shock hits (default: all).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Override a policy parameter; repeatable.")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY/stress).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def stress(policy, scenario, data, start, end, at, symbols, params, cash, out_dir, fmt) -> None:
+    """Replay a real episode of the data, or shock the bars and compare with the unshocked
+    run: drawdown, worst bar, bars to recover, and which limits and rules were in force."""
+    from .research import run_stress
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "stress"))
+    run_stress(policy, scenario, data, start, end, at, symbols, params, cash, out_dir, fmt)
 
 
 # -- artifacts: keys, signatures, trust, verification ----------------------------------------

@@ -227,3 +227,76 @@ def folds_table(wf, ts, select) -> pa.Table:
                    is_pbo=wf.overfit[i]["pbo"])
         rows.append(row)
     return pa.Table.from_pylist(rows)
+
+
+# -- stress -----------------------------------------------------------------------------------
+
+def run_stress(policy, scenario, data, start, end, at, symbols, param_items, cash, out_dir,
+               fmt) -> None:
+    from .engine import Engine
+    from .run import parse_params
+    from .stress import EPISODES, parse_scenario, run_episode, run_shock
+
+    source_only(policy, "stress")
+    what = parse_scenario(scenario)
+    prep = prepare(policy, data, start, end)
+    engine = Engine.from_policy(prep.check.policy, prep.panel.symbols, cash)
+    params = engine.params(parse_params(param_items))
+    panel = prep.panel
+    chosen = None
+    if symbols:
+        chosen = {s.strip() for s in symbols.split(",") if s.strip()}
+        unknown = sorted(chosen - set(panel.symbols))
+        if unknown:
+            raise RunError(f"`--symbols`: {', '.join(unknown)} not in the policy's universe "
+                           f"({', '.join(panel.symbols)})")
+    if isinstance(what, str):
+        rows = run_episode(engine, panel, params, what)
+        title = f"{what}: {EPISODES[what][2]}"
+    else:
+        t = _shock_bar(panel, at, prep.start)
+        rows = run_shock(engine, panel, params, what, t, prep.start, chosen)
+        title = (f"{scenario} at {_d(np.datetime64(int(panel.ts[t]), 'ns'))} on "
+                 f"{', '.join(sorted(chosen)) if chosen else 'every instrument'}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = [_stress_json(r) for r in rows]
+    _write_json(out / "stress.json", {"scenario": scenario, "title": title, "rows": records})
+    if fmt == "json":
+        click.echo(json.dumps({"policy": engine.name, "scenario": scenario, "title": title,
+                               "rows": records, "out": str(out)}, indent=2, default=_finite))
+        return
+    console = _console()
+    console.print(f"{engine.name}: {title}")
+    t = Table()
+    for c in ("run", "max drawdown", "worst bar", "on", "recovery (bars)", "total return",
+              "limits and rules in force (bars)"):
+        t.add_column(c, justify="right" if c not in ("run", "limits and rules in force (bars)")
+                     else "left")
+    for r in rows:
+        t.add_row(r.name, f"{r.max_drawdown:.2%}", f"{r.worst_bar:.2%}",
+                  _d(np.datetime64(r.worst_bar_ts, "ns")),
+                  "-" if r.recovery_bars is None else str(r.recovery_bars),
+                  f"{r.total_return:.2%}",
+                  ", ".join(f"{k} {v}" for k, v in r.fired.items()) or "none")
+    console.print(t)
+    console.print(f"results: {out}")
+
+
+def _shock_bar(panel, at, start) -> int:
+    if at is None:
+        return start + (panel.T - start) // 2
+    from .data import to_ns
+    t = int(np.searchsorted(panel.ts, to_ns(at), side="left"))
+    if t >= panel.T or t <= start:
+        raise RunError(f"`--at {at}` is not a bar after the start of trading in the data "
+                       f"({_d(np.datetime64(int(panel.ts[start]), 'ns'))} to "
+                       f"{_d(np.datetime64(int(panel.ts[-1]), 'ns'))})")
+    return t
+
+
+def _stress_json(r) -> dict:
+    return {"run": r.name, "max_drawdown": r.max_drawdown, "worst_bar": r.worst_bar,
+            "worst_bar_on": _d(np.datetime64(r.worst_bar_ts, "ns")),
+            "recovery_bars": r.recovery_bars, "total_return": r.total_return,
+            "final_equity": r.final_equity, "fired": r.fired}
