@@ -80,7 +80,7 @@ def shocked(panel, shock: Shock, t: int, symbols=None) -> Panel:
         for k in ("open", "high", "low", "close"):
             f[k][t:, cols] *= 1.0 + shock.size
     elif shock.kind == "vol":
-        c = f["close"]
+        c = np.asarray(panel.close)            # the original returns, not the shocked ones
         factor = np.ones(panel.N)
         for s in range(t, end):
             r = c[s] / c[s - 1] - 1.0 if s > 0 else np.zeros(panel.N)

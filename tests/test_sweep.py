@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from crowe.dsl.policy import check_path
-from crowe.runtime.backtest import backtest
+from crowe.runtime.backtest import backtest, make_runner
 from crowe.runtime.bundled import default_data
 from crowe.runtime.cli import main
 from crowe.runtime.data import load_bars
@@ -19,6 +19,8 @@ from crowe.runtime.engine import RECORD, RECORD_N, Engine
 from crowe.runtime.metrics import KEYS
 from crowe.runtime.sweep import (BatchRunner, GridError, parse_grid, sweep,
                                  sweep_instruments)
+from crowe.runtime.stress import (StressError, parse_scenario, run_episode, run_shock,
+                                  shocked)
 from crowe.runtime.walkforward import WalkForwardError, folds, parse_span, walk_forward
 
 ROOT = Path(__file__).parent.parent
@@ -57,9 +59,9 @@ def test_every_sweep_member_is_its_single_backtest_bit_for_bit(setup):
                         quiet=START, keep=ALL)
         records += [{k: v[j] for k, v in rec.items()} for j in range(len(params[i:i + 3]))]
     result = sweep(engine, panel, combos, START, runner=runner)
-    traded = 0
+    traded, own = 0, make_runner(engine)
     for c, rec, metrics in zip(combos, records, result.metrics):
-        single = backtest(engine, panel, engine.params(c), start=START)
+        single = backtest(engine, panel, engine.params(c), runner=own, start=START)
         bad = [k for k in ALL if not same(rec[k][START:], single.out[k])]
         assert not bad, (c, bad)
         assert metrics == single.metrics or all(
@@ -75,10 +77,12 @@ def test_independent_instruments_are_one_instrument_backtests(setup):
     sub = panel.select(["AAPL", "MSFT"])
     result = sweep_instruments(policy, sub, combos[:2], 1e6, START)
     assert result.symbols == ["AAPL", "AAPL", "MSFT", "MSFT"]
+    engines = {s: Engine.from_policy(policy, [s]) for s in ("AAPL", "MSFT")}
+    runners = {s: make_runner(e) for s, e in engines.items()}
     for sym, c, eq in zip(result.symbols, result.combos, result.equity):
-        one = sub.select([sym])
-        engine = Engine.from_policy(policy, [sym])
-        single = backtest(engine, one, engine.params(c), start=START)
+        engine = engines[sym]
+        single = backtest(engine, sub.select([sym]), engine.params(c), runner=runners[sym],
+                          start=START)
         assert same(eq, single.out["equity"]), (sym, c)
     table = result.table()
     assert table.column("symbol").to_pylist() == result.symbols
@@ -153,3 +157,50 @@ def test_walk_forward_windows_must_fit_the_data(setup):
         folds(setup[1].ts, 0, parse_span("6y", "--train"), parse_span("1y", "--test"))
     with pytest.raises(WalkForwardError, match="not a span"):
         parse_span("3 years", "--train")
+
+
+# -- stress -----------------------------------------------------------------------------------
+
+def test_shocks_change_the_bars_as_documented(setup):
+    panel = setup[1]
+    t = 500
+    gap = shocked(panel, parse_scenario("gap:-10%"), t, {"IBM"})
+    i = panel.symbols.index("IBM")
+    np.testing.assert_array_equal(gap.open[t:, i], panel.open[t:, i] * 0.9)
+    np.testing.assert_array_equal(gap.close[:t], panel.close[:t])
+    np.testing.assert_array_equal(np.delete(gap.close, i, 1), np.delete(panel.close, i, 1))
+    vol = shocked(panel, parse_scenario("vol:3x:20"), t)
+    c, v = panel.close[:, i], vol.close[:, i]
+    r, rv = c[1:] / c[:-1] - 1, v[1:] / v[:-1] - 1
+    np.testing.assert_allclose(rv[t - 1:t + 19], 3 * r[t - 1:t + 19], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(rv[t + 19:], r[t + 19:], rtol=1e-9, atol=1e-12)
+    assert np.array_equal(v[:t], c[:t])
+    dry = shocked(panel, parse_scenario("drought:20"), t)
+    np.testing.assert_array_equal(dry.volume[t:t + 20], panel.volume[t:t + 20] * 0.1)
+    halt = shocked(panel, parse_scenario("halt:5"), t)
+    assert not halt.valid[t:t + 5].any() and np.isnan(halt.close[t:t + 5]).all()
+    assert np.array_equal(halt.valid[t + 5:], panel.valid[t + 5:])
+
+
+def test_a_halt_of_every_instrument_stands_the_policy_down(setup):
+    _, panel, engine, _, runner = setup
+    params, t = engine.params(), 700
+    rows = run_shock(engine, panel, params, parse_scenario("halt:5"), t, START,
+                     runner=runner.single)
+    base = backtest(engine, panel, params, runner=runner.single, start=START)
+    e = base.out["equity"][t - START:]
+    before = base.out["equity"][t - START - 1]
+    assert rows[0].final_equity == base.out["equity"][-1]
+    assert rows[0].max_drawdown == pytest.approx(
+        np.max(1 - e / np.maximum.accumulate(np.r_[before, e])[1:]), rel=1e-12)
+    assert "rule:data_gap" in rows[1].fired and "rule:data_gap" not in rows[0].fired
+
+
+@pytest.mark.parametrize("text, message", [
+    ("flash2010", "does not cover flash2010"), ("gap:-150%", "strictly between"),
+    ("crash", "is not a scenario"),
+])
+def test_scenarios_the_data_cannot_serve_are_refused(setup, text, message):
+    _, panel, engine, _, runner = setup
+    with pytest.raises(StressError, match=message):
+        run_episode(engine, panel, engine.params(), parse_scenario(text), runner.single)
