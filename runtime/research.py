@@ -207,8 +207,10 @@ def _d(value) -> str:
 
 
 def _day_or_float(v):
-    if isinstance(v, (np.datetime64, )):
+    if isinstance(v, np.datetime64):
         return _d(v)
+    if hasattr(v, "date"):
+        return v.date().isoformat()
     try:
         return _finite(v)
     except (TypeError, ValueError):

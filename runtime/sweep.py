@@ -84,7 +84,7 @@ def _values(item: str, text: str, spec) -> list[float]:
         if not spec.lo <= v <= spec.hi:
             raise GridError(f"`--grid {item}`: {v:g} lies outside the declared range of "
                             f"`{spec.name}`, [{spec.lo:g}, {spec.hi:g}]; sweep inside it or "
-                            "widen `params.{spec.name}.range` in the policy")
+                            f"widen `params.{spec.name}.range` in the policy")
         if spec.dtype == "int" and v != int(v):
             raise GridError(f"`--grid {item}`: `{spec.name}` takes whole numbers, found {v:g}")
     return [int(v) if spec.dtype == "int" else float(v) for v in dict.fromkeys(values)]
