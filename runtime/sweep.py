@@ -208,12 +208,14 @@ def sweep(engine: Engine, panel, combos: list[dict], start: int = 0, batch: int 
     return _result(engine, combos, records, np.asarray(panel.ts)[start:], start)
 
 
-def _in_batches(runner, engine, params, carries, bars, start, progress, per_run=False):
+def _in_batches(runner, engine, params, carries, bars, start, progress, per_run=None):
+    """`per_run(runs)`: the bars [B, T, ...] of a batch's runs (independent instruments),
+    built one batch at a time so that only one batch's copy is in memory."""
     out = {k: [] for k in SERIES}
     total, done = len(params) * int(bars["ts"].shape[-1]), 0
     for i in range(0, len(params), runner.batch):
         sub = slice(i, i + runner.batch)
-        b = {k: v[sub] for k, v in bars.items()} if per_run else bars
+        b = per_run(range(len(params))[sub]) if per_run else bars
         n_runs = len(params[sub])
 
         def tick(d, T, base=done, n_runs=n_runs):
@@ -254,19 +256,22 @@ def sweep_instruments(policy, panel, combos: list[dict], cash: float, start: int
     for members in groups.values():
         engine = Engine.from_policy(policy, [members[0]], cash)
         runs = [(s, c) for s in members for c in combos]
-        batch = batch_size(engine, len(runs), panel.T)
+        batch = batch_size(engine, len(runs), panel.T)     # each run holds its own bars
         runner = BatchRunner(engine, batch, per_run_bars=True)
-        col = {s: panel.symbols.index(s) for s in members}
-        bars = {k: (v if k == "ts" else v[:, [col[s] for s, _ in runs]].T[..., None])
-                for k, v in full.items()}
-        bars["ts"] = np.broadcast_to(full["ts"], (len(runs), panel.T))
+        cols = [panel.symbols.index(s) for s, _ in runs]
+
+        def per_run(ix, cols=cols):
+            b = {k: v[:, [cols[i] for i in ix]].T[..., None] for k, v in full.items()
+                 if k != "ts"}
+            b["ts"] = np.broadcast_to(full["ts"], (len(ix), panel.T))
+            return b
 
         def tick(d, total, base=done_runs, n=len(runs)):
             if progress is not None:
                 progress(base * panel.T + d, all_runs * panel.T)
         rec_parts.append(_in_batches(runner, engine, [full_params(engine, c) for _, c in runs],
-                                     [engine.init_carry()] * len(runs), bars, start, tick,
-                                     per_run=True))
+                                     [engine.init_carry()] * len(runs), full, start, tick,
+                                     per_run=per_run))
         done_runs += len(runs)
         rows += [c for _, c in runs]
         syms += [s for s, _ in runs]

@@ -204,3 +204,16 @@ def test_scenarios_the_data_cannot_serve_are_refused(setup, text, message):
     _, panel, engine, _, runner = setup
     with pytest.raises(StressError, match=message):
         run_episode(engine, panel, engine.params(), parse_scenario(text), runner.single)
+
+
+def test_rolling_and_anchored_folds_by_the_calendar(setup):
+    ts = setup[1].ts
+    day = lambda i: str(np.datetime64(int(ts[i]), "ns").astype("datetime64[D]"))  # noqa: E731
+    rolling = folds(ts, 0, parse_span("1y", "--train"), parse_span("6mo", "--test"))
+    anchored = folds(ts, 0, parse_span("1y", "--train"), parse_span("6mo", "--test"),
+                     anchored=True)
+    assert [day(f.test[0]) for f in rolling[:3]] == ["2001-03-01", "2001-09-04", "2002-03-01"]
+    assert [day(f.train[0]) for f in rolling[:3]] == ["2000-03-01", "2000-09-01", "2001-03-01"]
+    assert {f.train[0] for f in anchored} == {0}
+    assert [f.test for f in anchored] == [f.test for f in rolling]
+    assert all(a.test[1] == b.test[0] for a, b in zip(rolling, rolling[1:]))
