@@ -48,6 +48,10 @@ def _finite(v):
     return v if math.isfinite(v) else None
 
 
+def _write_parquet(table, path) -> None:
+    pq.write_table(table, str(path), compression="zstd", write_page_checksum=True)
+
+
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_finite))
 
@@ -81,10 +85,10 @@ def run_sweep(policy, grid_items, data, start, end, metric, out_dir, cash, equit
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"sweep": str(out / "sweep.parquet"), "overfit": str(out / "overfit.json")}
-    pq.write_table(result.table(), files["sweep"], compression="zstd")
+    _write_parquet(result.table(), files["sweep"])
     if equity:
         files["equity"] = str(out / "equity.parquet")
-        pq.write_table(equity_table(result), files["equity"], compression="zstd")
+        _write_parquet(equity_table(result), files["equity"])
     _write_json(out / "overfit.json", stats)
     shown = order[:top]
     if fmt == "json":
@@ -169,11 +173,11 @@ def run_walkforward(policy, grid_items, data, start, end, train, test, step, anc
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = folds_table(wf, prep.panel.ts, select)
-    pq.write_table(table, out / "folds.parquet", compression="zstd")
-    pq.write_table(pa.table({"ts": pa.array(np.asarray(wf.ts, "datetime64[ns]"),
+    _write_parquet(table, out / "folds.parquet")
+    _write_parquet(pa.table({"ts": pa.array(np.asarray(wf.ts, "datetime64[ns]"),
                                             pa.timestamp("ns", tz="UTC")),
                              "equity": wf.equity, "fold": wf.fold_of_bar}),
-                   out / "oos_equity.parquet", compression="zstd")
+                   out / "oos_equity.parquet")
     summary = {"folds": len(fl), "select": select, "oos_metrics": wf.metrics, "oos_psr": wf.psr,
                "in_sample_overfit": wf.overfit}
     _write_json(out / "walkforward.json", summary)
