@@ -217,3 +217,24 @@ def test_rolling_and_anchored_folds_by_the_calendar(setup):
     assert {f.train[0] for f in anchored} == {0}
     assert [f.test for f in anchored] == [f.test for f in rolling]
     assert all(a.test[1] == b.test[0] for a, b in zip(rolling, rolling[1:]))
+
+
+def test_crowe_walkforward_and_stress_end_to_end(setup, tmp_path):
+    import json
+    grid = ["--grid", "fast=10:30:10", "--grid", "slow=100"]       # the fixture's batch of 3
+    res = CliRunner().invoke(main, ["walkforward", str(POLICY), *grid, "--train", "2y",
+                                    "--test", "1y", "--end", END, "--out", str(tmp_path / "wf"),
+                                    "--format", "json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert [f["test_start"] for f in out["folds"]][:2] == ["2002-03-01", "2003-03-03"]
+    assert {"fast", "slow", "is_sharpe", "oos_sharpe", "is_dsr", "is_pbo"} <= set(out["folds"][0])
+    oos = pq.read_table(tmp_path / "wf" / "oos_equity.parquet")
+    folds_of_bars = oos.column("fold").to_pylist()
+    assert folds_of_bars == sorted(folds_of_bars)
+    assert set(folds_of_bars) == set(range(len(out["folds"])))
+    res = CliRunner().invoke(main, ["stress", str(POLICY), "--scenario", "halt:5", "--end", END,
+                                    "--start", "2001-06-01", "--at", "2003-06-02",
+                                    "--out", str(tmp_path / "st")])
+    assert res.exit_code == 0, res.output
+    assert "unshocked" in res.output and "rule:data_gap" in res.output
