@@ -52,13 +52,16 @@ def main() -> None:
     p.add_argument("--combos", type=int, default=16)
     p.add_argument("--bars", type=int, default=3000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--batch", type=int, default=0,
+                   help="runs per batch (default: half the combinations, so that the two "
+                        "batches run on the two cores at once)")
     a = p.parse_args()
     combos = grid(4 if a.quick else a.combos)
     T, reps = (300, 1) if a.quick else (a.bars, a.repeat)
     symbols = policy_symbols(POLICY, 4)
     panel = make_panel(len(symbols), T, a.seed, symbols=symbols)
     engine, _, _ = engine_for(POLICY, panel.symbols)
-    runner = BatchRunner(engine, len(combos))
+    runner = BatchRunner(engine, a.batch or max(1, (len(combos) + 1) // 2))
     log("compile + first batch run")
     _, first = timed(sweep, engine, panel, combos, runner=runner)
     batch = [timed(sweep, engine, panel, combos, runner=runner)[1] for _ in range(reps)]
@@ -77,6 +80,7 @@ def main() -> None:
     work = len(combos) * T * len(symbols)
     emit("sweep_throughput", {
         "policy": POLICY.name, "instruments": len(symbols), "bars": T, "combos": len(combos),
+        "batch": runner.batch, "workers": __import__("crowe.runtime.sweep").runtime.sweep.WORKERS,
         "batch_first_call_s": first, "batch_s": stats(batch), "singles_s": stats(singles_t),
         "batch_instrument_bars_per_s": work / stats(batch)["median"],
         "singles_instrument_bars_per_s": work / stats(singles_t)["median"],

@@ -21,6 +21,8 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import jax
@@ -34,7 +36,8 @@ from .metrics import KEYS, compute_metrics
 
 SERIES = ("equity", "gross", "net", "traded_notional", "costs", "borrow", "portfolio_reasons")
 MAX_BATCH = 64
-MEMORY_SHARE = 0.25          # of the memory available when the sweep starts
+MEMORY_SHARE = 0.25          # of the memory available when the sweep starts, per batch
+WORKERS = min(2, os.cpu_count() or 1)    # batches in flight at once
 
 
 class GridError(ValueError):
@@ -209,23 +212,31 @@ def sweep(engine: Engine, panel, combos: list[dict], start: int = 0, batch: int 
 
 
 def _in_batches(runner, engine, params, carries, bars, start, progress, per_run=None):
-    """`per_run(runs)`: the bars [B, T, ...] of a batch's runs (independent instruments),
-    built one batch at a time so that only one batch's copy is in memory."""
-    out = {k: [] for k in SERIES}
-    total, done = len(params) * int(bars["ts"].shape[-1]), 0
-    for i in range(0, len(params), runner.batch):
+    """Every batch through `runner`, `WORKERS` batches at a time (the program is the same for
+    each; JAX runs them in parallel threads, each run's result is unchanged by it).
+
+    `per_run(runs)`: the bars [B, T, ...] of a batch's runs (independent instruments), built
+    when the batch starts, so that only the batches in flight hold a copy."""
+    T = int(bars["ts"].shape[-1])
+    total, lock, done = len(params) * T, threading.Lock(), [0]
+
+    def one(i):
         sub = slice(i, i + runner.batch)
         b = per_run(range(len(params))[sub]) if per_run else bars
-        n_runs = len(params[sub])
+        n_runs, seen = len(params[sub]), [0]
 
-        def tick(d, T, base=done, n_runs=n_runs):
-            if progress is not None:
-                progress(base + d * n_runs, total)
-        _, rec = runner(params[sub], carries[sub], b, quiet=start, progress=tick)
-        done += n_runs * int(bars["ts"].shape[-1])
-        for k in SERIES:
-            out[k].append(rec[k])
-    return {k: np.concatenate(v) for k, v in out.items()}
+        def tick(d, _T):
+            with lock:
+                done[0] += (d - seen[0]) * n_runs
+                seen[0] = d
+                if progress is not None:
+                    progress(done[0], total)
+        return runner(params[sub], carries[sub], b, quiet=start, progress=tick)[1]
+
+    starts = range(0, len(params), runner.batch)
+    with ThreadPoolExecutor(max(1, min(WORKERS, len(starts)))) as pool:
+        recs = list(pool.map(one, starts))
+    return {k: np.concatenate([r[k] for r in recs]) for k in SERIES}
 
 
 def _result(engine, combos, rec, ts, start, symbols=None) -> SweepResult:
