@@ -13,7 +13,8 @@ one use. The batched graph reaches each division through a fresh one-use reshape
 scalar, where the single run divides by a scalar that has several uses, so the batched run
 rounds differently (measured on `ts_trend_v1`: weights 1.4e-17 apart at bar 180, then one share
 more in an order, then equity apart by 0.6 at the end; with the simplifier off in both programs,
-`--xla_disable_hlo_passes=algsimp`, the naive `vmap` is bit-identical). Mapping the unbatched
+`--xla_disable_hlo_passes=algsimp`, the naive `vmap` is bit-identical on `ts_trend_v1` and
+`cs_mom_v1`). Mapping the unbatched
 chunk keeps every member's graph the graph of the single backtest.
 """
 from __future__ import annotations
