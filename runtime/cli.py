@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
 
@@ -30,6 +31,9 @@ from .paper.journal import JournalError
 from .paper.loop import PaperError
 from .quantity_cli import DurationError
 from .run import RunError
+from .sweep import GridError
+from .stress import StressError
+from .walkforward import WalkForwardError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
@@ -41,7 +45,8 @@ class UserError(Exception):
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
                                             KeyFileError, TrustStoreError, PaperError,
                                             JournalError, CheckpointError, FeedSpecError,
-                                            DurationError, ReportError)
+                                            DurationError, ReportError, GridError,
+                                            WalkForwardError, StressError)
 
 
 class _Guarded(click.Group):
@@ -227,6 +232,99 @@ def report_cmd(result_dir, output, benchmark) -> None:
 
 def _warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
+
+
+# -- research: sweeps, walk-forward, stress -----------------------------------------------------
+
+_DATA = click.option("--data", type=click.Path(path_type=str), default=None,
+                     help="Parquet bar file (default: the bundled data that covers the universe).")
+_GRID = click.option("--grid", "grid", multiple=True, metavar="NAME=LO:HI:STEP|NAME=v1,v2",
+                     help="A parameter axis (both ends included); repeatable. Values must lie "
+                          "in the parameter's declared range.")
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@_GRID
+@_DATA
+@click.option("--start", default=None, help="First date counted; earlier bars warm up.")
+@click.option("--end", default=None, help="Last date simulated (inclusive).")
+@click.option("--metric", default="sharpe", show_default=True, help="Metric that ranks runs.")
+@click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY/sweep).")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--equity", is_flag=True, help="Also write each run's per-bar equity.")
+@click.option("--per-instrument", is_flag=True,
+              help="Run each instrument of the data as its own one-instrument universe.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Runs shown.")
+@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True,
+              help="Where batches run: this machine.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument, top,
+          backend, fmt) -> None:
+    """Backtest every combination of the --grid axes in batches through one compiled
+    program; write one Parquet row per run with every metric, print the best runs and the
+    overfitting statistics (PSR, DSR, PBO)."""
+    from .research import run_sweep
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "sweep"))
+    run_sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument,
+              top, fmt)
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@_GRID
+@_DATA
+@click.option("--train", required=True, help="Training window, e.g. 3y, 18mo, 26w, 90d.")
+@click.option("--test", required=True, help="Test window that follows it, e.g. 6mo.")
+@click.option("--step", default=None, help="How far each fold moves (default: --test).")
+@click.option("--anchored", is_flag=True, help="Every training window starts at the first.")
+@click.option("--start", default=None, help="Where the first training window starts.")
+@click.option("--end", default=None, help="Last date used (inclusive).")
+@click.option("--select", default="sharpe", show_default=True,
+              help="Metric that chooses each fold's parameters in sample.")
+@click.option("--out", "out_dir", default=None,
+              help="Results directory (default out/POLICY/walkforward).")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def walkforward(policy, grid, data, train, test, step, anchored, start, end, select, out_dir,
+                cash, fmt) -> None:
+    """Walk-forward: choose the best --grid combination on each training window, trade it
+    on the next test window with the book carried across folds; print per-fold choices, in-
+    and out-of-sample metrics and the stitched out-of-sample result."""
+    from .research import run_walkforward
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "walkforward"))
+    run_walkforward(policy, grid, data, start, end, train, test, step, anchored, select,
+                    out_dir, cash, fmt)
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--scenario", required=True, metavar="NAME",
+              help="An episode (gfc2008, flash2010, covid2020) or a shock: gap:-10%, "
+                   "vol:3x:20, drought:20, halt:5.")
+@_DATA
+@click.option("--start", default=None, help="First date traded; earlier bars warm up.")
+@click.option("--end", default=None, help="Last date simulated (inclusive).")
+@click.option("--at", default=None, help="Date of the shock (default: the middle of the run).")
+@click.option("--symbols", default=None, metavar="A,B",
+              help="Instruments the shock hits (default: all).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Override a policy parameter; repeatable.")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY/stress).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def stress(policy, scenario, data, start, end, at, symbols, params, cash, out_dir, fmt) -> None:
+    """Replay a real episode of the data, or shock the bars and compare with the unshocked
+    run: drawdown, worst bar, bars to recover, and which limits and rules were in force."""
+    from .research import run_stress
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "stress"))
+    run_stress(policy, scenario, data, start, end, at, symbols, params, cash, out_dir, fmt)
 
 
 # -- artifacts: keys, signatures, trust, verification ----------------------------------------
