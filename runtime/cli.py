@@ -326,3 +326,24 @@ def journal_export(state_dir, out) -> None:
     """Write the journal as a Parquet table for analysis."""
     from .paper.commands import journal_export as run
     run(state_dir, out)
+
+
+# -- editor and authoring tools ---------------------------------------------------------------
+
+@main.command("schema")
+@click.option("-o", "--out", default=None, metavar="FILE.json",
+              help="Write the schema to this file (default: print it).")
+def schema_cmd(out) -> None:
+    """Print the JSON Schema of a policy file, for YAML editors: put
+    `# yaml-language-server: $schema=FILE.json` at the top of a policy."""
+    from crowe.dsl.json_schema import schema_text
+    text = schema_text()
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise UserError(f"`{out}` cannot be written: {e.strerror or e}") from None
+    click.echo(out)
