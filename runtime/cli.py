@@ -347,3 +347,14 @@ def schema_cmd(out) -> None:
     except OSError as e:
         raise UserError(f"`{out}` cannot be written: {e.strerror or e}") from None
     click.echo(out)
+
+
+@main.command("fmt")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 when a file is not in the canonical layout.")
+def fmt_cmd(files, check) -> None:
+    """Rewrite policy FILES (or the .policy files under a directory) in the canonical layout,
+    keeping every comment; what a policy means never changes."""
+    from .authoring import run_fmt
+    raise click.exceptions.Exit(run_fmt(files, check))
