@@ -73,3 +73,38 @@ def _write(path: str, text: str) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise click.ClickException(f"`{path}` cannot be written: {e.strerror or e}") from None
+
+
+def run_tests(paths: tuple[str, ...]) -> int:
+    """Run policy test files. Exit status: 0 every expectation holds, 1 some fail, 2 a test
+    file cannot be run (or none is found)."""
+    from .policytest import PolicyTestError, run_test_file, find_test_files
+    files = find_test_files(paths)
+    if not files:
+        click.echo(f"error: no `*.test.yaml` file under {', '.join(paths) or '.'}", err=True)
+        return 2
+    passed = failed = broken = 0
+    for path in files:
+        try:
+            result = run_test_file(path)
+        except PolicyTestError as e:
+            click.echo(f"error: {e}", err=True)
+            broken += 1
+            continue
+        passed += result.passed
+        failed += len(result.failures)
+        if not result.failures:
+            click.echo(f"ok    {path} ({_count(result.passed, 'expectation')})")
+        for f in result.failures:
+            click.echo(f"FAIL  {path}:{f.line}: {f.expectation}")
+            for line in f.details:
+                click.echo(f"    {line}")
+    click.echo(f"{passed} passed, {failed} failed" +
+               (f", {_count(broken, 'file')} could not run" if broken else ""))
+    if broken:
+        return 2
+    return 1 if failed else 0
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

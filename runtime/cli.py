@@ -358,3 +358,13 @@ def fmt_cmd(files, check) -> None:
     keeping every comment; what a policy means never changes."""
     from .authoring import run_fmt
     raise click.exceptions.Exit(run_fmt(files, check))
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+def test_cmd(paths) -> None:
+    """Run policy unit tests: each `*.test.yaml` file under PATHS (default: here) names a
+    policy, a small table of bars, and what the policy must decide at chosen bars (trading
+    state, target weights, orders, reason flags). The format is in the README."""
+    from .authoring import run_tests
+    raise click.exceptions.Exit(run_tests(paths))
