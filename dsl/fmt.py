@@ -95,7 +95,7 @@ def format_source(text: str, path: str = "<policy>") -> Formatted:
 # ---------------------------------------------------------------------------------------------
 # Types: what each place in the document holds, from the schema models
 
-_EXPR, _FRACTION = "expr", "fraction"
+EXPR, FRACTION = "expr", "fraction"
 
 
 def _reader(tp) -> str | None:
@@ -103,14 +103,14 @@ def _reader(tp) -> str | None:
     for meta in getattr(tp, "__metadata__", ()):
         name = getattr(getattr(meta, "func", None), "__qualname__", "")
         if name == "_expr":
-            return _EXPR
+            return EXPR
         if name == "frac.<locals>.check":
             cells = dict(zip(meta.func.__code__.co_freevars,
                              (c.cell_contents for c in meta.func.__closure__)))
             what = str(cells.get("what", ""))
             if cells.get("hi", 0) <= 10 and not re.search("coefficient|multiple|threshold",
                                                           what):
-                return _FRACTION
+                return FRACTION
     return None
 
 
@@ -162,7 +162,7 @@ def _list_item(tp):
     return None
 
 
-def _scalar_kind(tp) -> str | None:
+def scalar_kind(tp) -> str | None:
     for o in _options(tp):
         kind = _reader(o)
         if kind:
@@ -174,7 +174,7 @@ _FIRST = ("method", "algo")       # the choice of component, before its settings
 _LAST = ("action", "cooldown")    # what a rule or limit does, after what it watches
 
 
-class _Shape:
+class Shape:
     """How a mapping's children are ordered and typed."""
 
     def __init__(self, tp, node: MapNode) -> None:
@@ -316,7 +316,7 @@ class _Writer:
         out = list(self.notes.header)
         if out and self.root.items and self.root.items[0][0].span.start in self.notes.blank:
             out.append("")
-        shape = _Shape(PolicySpec, self.root)
+        shape = Shape(PolicySpec, self.root)
         keys = shape.ordered(self.root.keys())
         previous = None
         for key in keys:
@@ -378,7 +378,7 @@ class _Writer:
         on the key's line (a block scalar's header)."""
         indent = INDENT * depth
         if isinstance(v, MapNode):
-            shape = _Shape(tp, v)
+            shape = Shape(tp, v)
             keys = shape.ordered(v.keys())
             inline = {key: self.inline(v.get(key), shape.child(key)) for key in keys}
             width = max((len(self.key(v.entry(key)[0])) + 1 for key in keys
@@ -432,7 +432,7 @@ class _Writer:
                    for p, item in zip(parts, v.items)):
                 return None
             return "[" + ", ".join(parts) + "]"
-        shape = _Shape(tp, v)
+        shape = Shape(tp, v)
         parts = []
         for key in shape.ordered(v.keys()):
             k, child = v.entry(key)
@@ -452,10 +452,10 @@ class _Writer:
         return sorted(set(self.notes.before) | set(self.notes.after))
 
     def scalar(self, v: ScalarNode, tp) -> str:
-        kind = _scalar_kind(tp)
-        if kind == _EXPR:
+        kind = scalar_kind(tp)
+        if kind == EXPR:
             return _expression(v)
-        if kind == _FRACTION:
+        if kind == FRACTION:
             return _fraction_text(v)
         if v.style is None and "\n" in v.raw:   # plain text folded over lines
             return _plain_or_quoted(str(v.value) if v.value is not None else "")
@@ -552,7 +552,7 @@ def _meaning(node: Node | None, tp):
     """What a node says, as the checker reads it: expressions by their syntax tree, fractions
     by their value, model settings in any order, the author's names in their order."""
     if isinstance(node, MapNode):
-        shape = _Shape(tp, node)
+        shape = Shape(tp, node)
         items = [(k, _meaning(node.get(k), shape.child(k))) for k in node.keys()]
         return ("map", tuple(sorted(items) if shape.model is not None and not shape.rules
                              else items))
@@ -561,11 +561,11 @@ def _meaning(node: Node | None, tp):
         return ("list", tuple(_meaning(i, item) for i in node.items))
     if node is None:
         return None
-    kind = _scalar_kind(tp)
-    if kind == _EXPR and node.value is not None:
+    kind = scalar_kind(tp)
+    if kind == EXPR and node.value is not None:
         text = node.value if isinstance(node.value, str) else node.raw
         return ("expr", _canonical(text) or text)
-    if kind == _FRACTION:
+    if kind == FRACTION:
         try:
             return ("fraction", fraction(node.value))
         except QuantityError:

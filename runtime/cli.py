@@ -368,3 +368,11 @@ def test_cmd(paths) -> None:
     state, target weights, orders, reason flags). The format is in the README."""
     from .authoring import run_tests
     raise click.exceptions.Exit(run_tests(paths))
+
+
+@main.command("lsp")
+def lsp_cmd() -> None:
+    """Run the policy language server on stdin/stdout, for editors: diagnostics as you type,
+    hover, completion and go to definition. Needs `pip install 'crowe-policy[lsp]'`."""
+    from crowe.dsl.lsp import serve
+    serve()
