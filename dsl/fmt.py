@@ -42,7 +42,6 @@ from decimal import Decimal, InvalidOperation
 
 from pydantic import BaseModel
 
-from crowe.stdlib import components as reg
 from crowe.stdlib.detectors import condition
 
 from .diagnostics import Diagnostic, Diagnostics
@@ -50,7 +49,7 @@ from .expr import format_expr, parse_expr
 from .quantity import QuantityError, fraction
 from .schema import PolicySpec, Rules
 from .source import SourceFile, Span
-from .yamlload import MapNode, Node, ScalarNode, SeqNode, decode_source, load_yaml, to_plain
+from .yamlload import MapNode, Node, ScalarNode, SeqNode, decode_source, load_yaml
 
 WIDTH = 99
 INDENT = "  "
@@ -337,7 +336,8 @@ class _Writer:
         lead = [indent + c for c in self.notes.before.get(k.span.start, [])]
         tail = self.notes.after.get(k.span.start, [])
         key = self.key(k) + ":"
-        one = None if (isinstance(v, MapNode) and depth == 0) else self.inline(v, tp)
+        section = isinstance(v, MapNode) and depth == 0 and v.items   # always on its lines
+        one = None if section else self.inline(v, tp)
         if one is not None:
             head = key.ljust(pad) if pad else key
             line = f"{indent}{head} {one}".rstrip() if one else f"{indent}{key}"
@@ -578,9 +578,3 @@ def _comment_count(text: str, root: MapNode) -> int:
     inside = sorted((s.span.start, s.span.end) for s in _scalars(root))
     return sum(_comment_at(source.line_text(i), source.offset(i, 1), inside) is not None
                for i in range(1, text.count("\n") + 2))
-
-
-def plain(text: str):
-    """The document's data (for tests)."""
-    root = load_yaml(SourceFile("<fmt>", text), Diagnostics())
-    return to_plain(root) if root is not None else None

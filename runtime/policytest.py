@@ -149,7 +149,7 @@ def read_test_file(path: str) -> tuple[PolicyTestFile, SourceFile, MapNode]:
         place = f"{path}:{node.span.line}:{node.span.column}"
         loc = ".".join(str(p) for p in err["loc"])
         raise PolicyTestError(f"{place}: `{loc}`: {err['msg'][0].lower()}{err['msg'][1:]}"
-                            f"{_expected_keys(err)}") from None
+                              f"{_expected_keys(err)}") from None
     return spec, source, root
 
 
@@ -221,7 +221,7 @@ def generated_bars(g: Generate, path: str) -> dict:
     unknown = {s.symbol for s in g.shocks} | {m.symbol for m in g.missing}
     if unknown - set(symbols):
         raise PolicyTestError(f"{path}: shocks or missing bars name a symbol that is not "
-                            f"generated: {', '.join(sorted(unknown - set(symbols)))}")
+                              f"generated: {', '.join(sorted(unknown - set(symbols)))}")
     return {"ts": np.array(cols["ts"], "datetime64[ns]"), "symbol": np.array(cols["symbol"]),
             **{k: np.asarray(v, float) for k, v in cols.items() if k not in ("ts", "symbol")}}
 
@@ -239,13 +239,14 @@ def inline_bars(b: Bars, path: str) -> dict:
     missing = [c for c in needed if c not in cols]
     if missing or len(set(cols)) != len(cols):
         raise PolicyTestError(f"{path}: `bars.columns` must name each column once and include "
-                            f"{', '.join(needed)} (open, high, low default to close, volume to 1e6)")
+                              f"{', '.join(needed)} (open, high and low default to close, "
+                              "volume to 1e6)")
     rows = b.rows or []
     bad = [i for i, r in enumerate(rows) if len(r) != len(cols)]
     if not rows or bad:
         raise PolicyTestError(f"{path}: `bars.rows` needs rows of {len(cols)} values "
-                            f"({', '.join(cols)})" + (f"; row {bad[0]} has "
-                                                      f"{len(rows[bad[0]])}" if bad else ""))
+                              f"({', '.join(cols)})" +
+                              (f"; row {bad[0]} has {len(rows[bad[0]])}" if bad else ""))
     table = {c: [r[i] for r in rows] for i, c in enumerate(cols)}
     try:
         close = np.asarray(table["close"], float)
@@ -300,7 +301,7 @@ def run_test_file(path: str, engines: dict | None = None) -> FileResult:
         missing = sorted(set(listed) - set(panel.symbols))
         if missing:
             raise PolicyTestError(f"{path}: the bars have no {', '.join(missing)}, which the "
-                                "policy's universe lists")
+                                  "policy's universe lists")
         panel = panel.select(listed)
     try:
         check_bar_size(panel, path, "policy", checked.bar_seconds)
@@ -365,7 +366,6 @@ def _parse_check(check) -> tuple[str, float]:
 
 
 def _bars(exp: Expect, panel, path: str) -> range:
-    T = panel.T
     if (exp.bar is None) == (exp.bars is None):
         raise PolicyTestError(f"{path}: an expectation needs `bar: N` or `bars: [FIRST, LAST]`")
     first, last = (exp.bar, exp.bar) if exp.bar is not None else exp.bars
@@ -399,13 +399,13 @@ def _validate(exp: Expect, engine, panel, path: str) -> None:
         if flag not in names:
             hint = suggestion(flag, names)
             raise PolicyTestError(f"{path}: `{flag}` is not a reason of this policy" +
-                                (f"; {hint}" if hint else "; its reasons are " +
-                                 ", ".join(f"`{n}`" for n in names)))
+                                  (f"; {hint}" if hint else "; its reasons are " +
+                                   ", ".join(f"`{n}`" for n in names)))
     symbols = list(panel.symbols)
     for s in _wanted(exp, panel):
         if s not in symbols:
             raise PolicyTestError(f"{path}: `{s}` is not an instrument of the run (instruments: "
-                                f"{', '.join(symbols)})")
+                                  f"{', '.join(symbols)})")
     for check in (exp.weight, exp.order):
         if check is not None:
             try:
