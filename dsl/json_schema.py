@@ -87,8 +87,7 @@ _DOC_LINE = re.compile(r"\s+")
 def policy_schema() -> dict:
     """The JSON Schema (draft 2020-12) of a `.policy` file."""
     schema = PolicySpec.model_json_schema(schema_generator=_Generator)
-    schema = {"$schema": SCHEMA_URI, "$id": "https://crowe-logic.dev/policy.schema.json",
-              **schema, "title": "Crowe Logic policy"}
+    schema = {"$schema": SCHEMA_URI, **schema, "title": "Crowe Logic policy"}
     return _tidy(schema)
 
 

@@ -304,6 +304,9 @@ class Document:
         if word in FUNCTIONS:
             sig = FUNCTIONS[word]
             return f"```\n{_sig_text(sig)}\n```\n{sig.doc}"
+        for section, registry in _UNION_SECTIONS.items():
+            if word in registry.names():
+                return f"**{word}** ({section}): {_first_line(registry[word].doc)}"
         return None
 
     def _feature_hover(self, name: str, checker: Checker | None) -> str:
@@ -478,6 +481,11 @@ def serve() -> None:
     @server.feature(t.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls, params: t.DidSaveTextDocumentParams):
         publish(params.text_document.uri)
+
+    @server.feature(t.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls, params: t.DidCloseTextDocumentParams):
+        server.text_document_publish_diagnostics(
+            t.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
     @server.feature(t.TEXT_DOCUMENT_HOVER)
     def hover(ls, params: t.HoverParams):

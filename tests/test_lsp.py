@@ -119,6 +119,8 @@ def test_hover_completion_and_definition_over_the_wire(client):
                            {"textDocument": doc, "position": dict(sizing, character=2)})
     labels = {i["label"] for i in items["items"]}
     assert {"vol_target", "vol_window"} <= labels and "budget" not in labels
+    client.notify("textDocument/didClose", {"textDocument": doc})
+    assert client.diagnostics() == []
 
 
 def lines(text: str) -> list[str]:
@@ -148,6 +150,7 @@ def test_hover_says_what_a_name_or_setting_is():
     assert "bar field, a price" in text("close * volume", 1)
     assert "the probability that the return beats the cost" in text("prob_edge >=", 2)
     assert doc.hover(*at(EXAMPLE, "owner: CR-008", 9)) is None
+    assert "Kelly-tempered sizing" in text("method: kelly_tempered", 9)
 
 
 def test_completion_offers_what_is_in_scope():
