@@ -64,7 +64,7 @@ def test_examples_format_idempotently_to_the_same_ir(path):
 def test_golden_files_keep_their_diagnostics():
     """Broken policies format too (when they are YAML) and report the same problems."""
     done = 0
-    for path in GOLDEN[::3]:    # a third of them: one of each family or so, in little time
+    for path in GOLDEN[::4]:    # a quarter of them: most families, in little time
         if path.stat().st_size > 20_000:
             continue
         text = path.read_text("utf-8", errors="replace")
@@ -76,7 +76,7 @@ def test_golden_files_keep_their_diagnostics():
         assert after == before, path.name
         assert formatted(result.text) == result.text, path.name
         done += 1
-    assert done >= 15
+    assert done >= 12
 
 
 MESSY = """\
@@ -195,7 +195,7 @@ def _mess(text: str, rng: random.Random) -> str:
     return "\n".join(blocks) + "\n"
 
 
-@settings(max_examples=20, derandomize=True, database=None, phases=[Phase.generate],
+@settings(max_examples=12, derandomize=True, database=None, phases=[Phase.generate],
           suppress_health_check=[HealthCheck.too_slow])
 @given(unit=st.sampled_from(["1", "price", "shares", "currency"]), data=st.data(),
        seed=st.integers(0, 2**16))
