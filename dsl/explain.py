@@ -486,6 +486,17 @@ compliance:
   restricted: [XOM]
   shorting: {locate_required: true, locates: [XOM]}""", """
 Remove the symbol from one of the lists."""),
+    "W0306": _e("""
+`max_order_notional` caps the value of one order, but the cap is so large that no order of a
+real book reaches it: an order is at most twice the position limit (or the gross limit) of the
+equity, so the cap could only bind for a book of more equity than any book has. It reads as a
+control that protects, and it does not.""", """
+risk:
+  position_max: 5%
+compliance:
+  max_order_notional: 5e12""", """
+compliance:
+  max_order_notional: 250000    # the largest single order you would accept"""),
 }
 
 
