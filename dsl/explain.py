@@ -3,7 +3,8 @@
 Each entry says why the checker refuses (or warns about) what it found, shows a small policy
 fragment that has the problem, and the same fragment fixed. `codes.CODES` gives the one-line
 meaning; this module the longer story. Every code in the catalogue has an entry
-(`tests/test_explain.py`), so a new code cannot ship without one.
+(`tests/test_checker_options.py`), so a new code cannot ship without one; an entry may come
+before its code (a branch that has not merged the code yet).
 
     >>> print(explain("E0401").splitlines()[0])
     E0401: a name that is not a defined value
