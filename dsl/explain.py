@@ -258,14 +258,14 @@ stand_down:
   data_gap: {max_missing: 5%, action: halt}
   vol_spike: {sigma: 4, window: 63, action: exclude}"""),
     "E0312": _e("""
-A limit is larger than the gross limit, so it can never bind: a position or net cap above
-`gross_max` is almost always a typo.""", """
+A limit is larger than the gross limit, so it can never bind: a net, sector or position cap
+above `gross_max` is almost always a typo.""", """
 risk:
   gross_max: 100%
-  position_max: 150%""", """
+  net_max: 200%""", """
 risk:
   gross_max: 100%
-  position_max: 15%"""),
+  net_max: 20%"""),
     "E0313": _e("""
 `sector_max` caps exposure per sector, but not every symbol of the universe has a sector under
 `universe.sectors`, so the cap could not be applied to them.""", """
@@ -353,9 +353,9 @@ gates:
 A call has too many arguments, or lacks a required one. The help line shows the signature.""",
        """
 features:
-  r1: ret(close)""", """
+  vol: stdev(r1)""", """
 features:
-  r1: ret(close, 1)"""),
+  vol: stdev(r1, 63)"""),
     "E0506": _e("""
 A keyword argument is not one the function takes, or is given twice.""", """
 features:
