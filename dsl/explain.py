@@ -267,16 +267,18 @@ risk:
   gross_max: 100%
   net_max: 20%"""),
     "E0313": _e("""
-`sector_max` caps exposure per sector, but not every symbol of the universe has a sector under
-`universe.sectors`, so the cap could not be applied to them.""", """
+`sector_max` caps the exposure of each sector, but the universe names no sectors
+(`universe.sectors`), so there is nothing to cap. (Symbols left out of `sectors` share one
+`unknown` sector, capped like the others.)""", """
 universe:
   symbols: [AAPL, XOM]
-  sectors: {AAPL: technology}
 risk:
   sector_max: 30%""", """
 universe:
   symbols: [AAPL, XOM]
-  sectors: {AAPL: technology, XOM: energy}"""),
+  sectors: {AAPL: technology, XOM: energy}
+risk:
+  sector_max: 30%"""),
     "E0314": _e("""
 Two sections set the same thing, and only one can win: `sizing` and `portfolio` both set the
 target weights.""", """
@@ -495,7 +497,7 @@ control that protects, and it does not.""", """
 risk:
   position_max: 5%
 compliance:
-  max_order_notional: 5e12""", """
+  max_order_notional: 5000000000000""", """
 compliance:
   max_order_notional: 250000    # the largest single order you would accept"""),
 }

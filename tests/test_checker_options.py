@@ -106,3 +106,36 @@ def test_a_very_long_line_is_shown_around_the_span(where):
     assert source_line.endswith("...") == (where != "end")
     at = caret_line.index("^")
     assert source_line[at:at + 5] == "clsoe" and caret_line[at:].startswith("^~~~~ ")
+
+
+# Codes whose example cannot be shown by merging a fragment into a valid policy: YAML-level
+# problems (the merge reads the YAML), limits on size, and things that are missing.
+NOT_BY_MERGING = {"E0203", "E0204", "E0302", "E0310", "E0311", "W0301", "W0303"}
+
+
+def _merged(fragment: str) -> str | None:
+    """The example policy with the fragment's sections merged in, as YAML text."""
+    import yaml
+    try:
+        frag = yaml.safe_load(fragment)
+    except yaml.YAMLError:
+        return None
+    base = yaml.safe_load(EXAMPLE)
+    if not isinstance(frag, dict) or not set(frag) <= set(base) | {"portfolio"}:
+        return None
+    for key, value in frag.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key].update(value)
+        else:
+            base[key] = value
+    return yaml.safe_dump(base, sort_keys=False)
+
+
+@pytest.mark.parametrize("code", sorted(c for c in CODES if c[:3] not in ("E00", "E01")
+                                        and c not in NOT_BY_MERGING))
+def test_an_explanation_example_gives_its_code_and_its_fix_does_not(code):
+    example, fix = _merged(EXPLANATIONS[code].example), _merged(EXPLANATIONS[code].fix)
+    assert example is not None, "the example is a fragment of a policy"
+    assert code in {d.code for d in check_text(example, "p.policy").diagnostics}
+    if fix is not None:
+        assert code not in {d.code for d in check_text(fix, "p.policy").diagnostics}
