@@ -139,8 +139,12 @@ def suggestion(word: str, candidates: Iterable[str]) -> str | None:
 
 
 def closest_names(word: str, candidates: Iterable[str], n: int = 3) -> str | None:
-    """A help line naming up to `n` candidates close to `word`, closest first
-    (`did you mean `stdev`, `std` or `sum`?`), or None when none is close."""
+    """A help line naming up to `n` candidates close to `word`, closest first, or None when
+    none is close.
+
+    >>> closest_names("mena", ["mean", "demean", "max", "ret"])
+    'did you mean `mean` or `demean`?'
+    """
     cands = sorted(set(candidates))
     near = difflib.get_close_matches(word, cands, n=n, cutoff=0.6)
     best = did_you_mean(word, cands)
@@ -157,6 +161,7 @@ def closest_names(word: str, candidates: Iterable[str], n: int = 3) -> str | Non
 # Rendering
 
 MAX_SHOWN = 100   # characters of a source line shown; a longer one is cut around the span
+
 
 def _gutter_width(diag: Diagnostic) -> int:
     lines = [diag.span.line] + [lb.span.line for lb in diag.secondary]
