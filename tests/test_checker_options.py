@@ -139,3 +139,13 @@ def test_an_explanation_example_gives_its_code_and_its_fix_does_not(code):
     assert code in {d.code for d in check_text(example, "p.policy").diagnostics}
     if fix is not None:
         assert code not in {d.code for d in check_text(fix, "p.policy").diagnostics}
+
+
+def test_doctests():
+    import doctest
+
+    import crowe.dsl.diagnostics
+    import crowe.dsl.explain
+    import crowe.dsl.json_schema
+    for module in (crowe.dsl.diagnostics, crowe.dsl.explain, crowe.dsl.json_schema):
+        assert doctest.testmod(module).failed == 0, module.__name__
