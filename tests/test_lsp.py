@@ -169,6 +169,10 @@ def test_completion_offers_what_is_in_scope():
     assert "prob_edge" not in found and "score" not in found     # not in features; not itself
     assert labels("sizing: {method: ", 0, 17) == ["kelly_tempered", "vol_target", "equal",
                                                   "inverse_vol"]
+    flow = "sizing: {method: kelly_tempered, "
+    assert labels(flow, 0, len(flow)) == ["vol_target", "vol_window", "lambda"]
+    assert labels("stand_down:\n  data_gap:\n    ", 2, 4) == ["action", "cooldown",
+                                                               "max_missing"]
     limit = labels("execution:\n  algo: limit\n  ", 2, 2)
     assert "limit_offset" in limit and "algo" not in limit
     assert "limit_offset" not in labels("execution:\n  algo: market\n  ", 2, 2)
