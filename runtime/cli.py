@@ -374,5 +374,8 @@ def test_cmd(paths) -> None:
 def lsp_cmd() -> None:
     """Run the policy language server on stdin/stdout, for editors: diagnostics as you type,
     hover, completion and go to definition. Needs `pip install 'crowe-policy[lsp]'`."""
+    import importlib.util
+    if importlib.util.find_spec("pygls") is None:
+        raise UserError("the language server needs pygls: pip install 'crowe-policy[lsp]'")
     from crowe.dsl.lsp import serve
     serve()
