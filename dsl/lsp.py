@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from crowe.stdlib import components as reg
+from crowe.stdlib import registry as functions
 from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES
 
 from .check import Checker, _sig_text
@@ -37,6 +38,9 @@ SIGNAL_DOCS = {"mu": "the expected return of each instrument over the horizon",
 BAR_DOCS = {"open": "the bar's first price", "high": "the bar's highest price",
             "low": "the bar's lowest price", "close": "the bar's last price",
             "volume": "the shares traded in the bar"}
+# The views of the book that expressions read (`position`, `weight`...), when the registry has
+# them: name -> (type, doc).
+HOLDINGS: dict = getattr(functions, "HOLDINGS", {})
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEY = re.compile(r"^(\s*)(-\s+)?([A-Za-z_][\w]*)\s*:(?:\s|$)")
 
@@ -245,6 +249,8 @@ class Document:
                   "documentation": sig.doc} for n, sig in sorted(FUNCTIONS.items())]
         items += [{"label": n, "kind": 5, "detail": f"bar field ({u})"}
                   for n, u in BAR_FIELDS.items()]
+        items += [{"label": n, "kind": 6, "detail": f"the book: {doc}"}
+                  for n, (_, doc) in HOLDINGS.items()]
         items += [{"label": n, "kind": 6, "detail": "feature"} for n in self._defined("features")
                   if not (path[:1] == ("features",) and path[1:2] == (n,))]
         items += [{"label": n, "kind": 21, "detail": "parameter"}
@@ -301,12 +307,16 @@ class Document:
             return f"**{word}**: bar field, a {BAR_FIELDS[word]}: {BAR_DOCS.get(word, '')}"
         if word in SIGNAL_NAMES:
             return f"**{word}**: signal value, {SIGNAL_DOCS[word]}"
+        if word in HOLDINGS:
+            t, doc = HOLDINGS[word]
+            unit = "no unit" if t.unit is None else str(t.unit)
+            return f"**{word}**: the book at the decision, {t.dtype.label}, {unit}: {doc}"
         if word in FUNCTIONS:
             sig = FUNCTIONS[word]
             return f"```\n{_sig_text(sig)}\n```\n{sig.doc}"
-        for section, registry in _UNION_SECTIONS.items():
-            if word in registry.names():
-                return f"**{word}** ({section}): {_first_line(registry[word].doc)}"
+        for section, choices in _UNION_SECTIONS.items():
+            if word in choices.names():
+                return f"**{word}** ({section}): {_first_line(choices[word].doc)}"
         return None
 
     def _feature_hover(self, name: str, checker: Checker | None) -> str:

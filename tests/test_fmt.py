@@ -187,7 +187,7 @@ def test_check_exits_1_when_a_file_would_change_and_writes_nothing(tmp_path):
 def _mess(text: str, rng: random.Random) -> str:
     """The same policy laid out badly: spacing in expressions, flow sections, order."""
     def respace(m):
-        return m.group(1) + re.sub(r"\s*([+*/,<>])\s*", lambda o: rng.choice(
+        return m.group(1) + re.sub(r"\s*([+*/,])\s*", lambda o: rng.choice(
             ["", " ", "  "]) + o.group(1) + rng.choice(["", " "]), m.group(2))
     text = re.sub(r"^(  \w+:\s+)(.*\(.*)$", respace, text, flags=re.M)
     blocks = re.split(r"\n(?=[a-z])", text.strip("\n"))

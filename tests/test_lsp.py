@@ -180,6 +180,17 @@ def test_completion_offers_what_is_in_scope():
     assert labels(rule, 1, len(lines(rule)[1])) == ["exclude", "halt", "flatten", "reduce"]
 
 
+def test_the_views_of_the_book_are_in_scope_when_the_registry_has_them():
+    from crowe.dsl.lsp import HOLDINGS
+    feature = EXAMPLE.replace("  score:  zscore(mom)", "  score:  ")
+    line, _ = at(feature, "  score:")
+    assert set(HOLDINGS) <= set(labels(feature, line, 10))
+    for name in HOLDINGS:
+        text = EXAMPLE.replace("  score:  zscore(mom)", f"  score:  zscore({name})")
+        hover = Document(URI, text).hover(*at(text, f"zscore({name})", 8))
+        assert "the book at the decision" in hover["contents"]["value"]
+
+
 def test_definition_of_features_and_parameters():
     doc = Document(URI, EXAMPLE)
     found = doc.definition(*at(EXAMPLE, "zscore(mom)", 8))
