@@ -182,6 +182,8 @@ def test_completion_offers_what_is_in_scope():
 
 def test_the_views_of_the_book_are_in_scope_when_the_registry_has_them():
     from crowe.dsl.lsp import HOLDINGS
+    if not HOLDINGS:
+        pytest.skip("this registry has no views of the book")
     feature = EXAMPLE.replace("  score:  zscore(mom)", "  score:  ")
     line, _ = at(feature, "  score:")
     assert set(HOLDINGS) <= set(labels(feature, line, 10))
