@@ -167,8 +167,9 @@ def test_completion_offers_what_is_in_scope():
     found = labels(feature, line, 10)
     assert {"zscore", "stdev", "close", "volume", "mom", "lookback"} <= set(found)
     assert "prob_edge" not in found and "score" not in found     # not in features; not itself
-    assert labels("sizing: {method: ", 0, 17) == ["kelly_tempered", "vol_target", "equal",
-                                                  "inverse_vol"]
+    from crowe.stdlib import components as reg
+    assert labels("sizing: {method: ", 0, 17) == reg.SIZING.names()    # from the registry
+    assert "kelly_tempered" in reg.SIZING.names()
     flow = "sizing: {method: kelly_tempered, "
     assert labels(flow, 0, len(flow)) == ["vol_target", "vol_window", "lambda"]
     assert labels("stand_down:\n  data_gap:\n    ", 2, 4) == ["action", "cooldown",
