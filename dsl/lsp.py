@@ -5,7 +5,7 @@ and secondary labels), hover (a function's signature and doc, a feature's inferr
 unit and lookback, a parameter's default and range, a setting's meaning), completion (sections,
 the settings of a section or of the chosen method, the choices of `method`, `algo` and
 `action`, and inside expressions the functions, bar fields, features, parameters and signal
-values in scope) and go to definition of features and parameters.
+values in scope), go to definition of features and parameters, and formatting (`crowe fmt`).
 
 The analysis (`Document`) is plain Python over the text, so it works on a file that does not
 check or does not even parse as YAML (completion reads the structure from indentation); the
@@ -371,6 +371,23 @@ class Document:
             parts.append(schema)
         return "; ".join(parts) or None
 
+    # -- formatting -----------------------------------------------------------------------
+
+    def formatting(self) -> list[dict]:
+        """`crowe fmt` as one edit of the whole document; none when it is already canonical
+        or cannot be formatted (not YAML)."""
+        from .fmt import FormatError, format_source
+        try:
+            result = format_source(self.text, self.uri)
+        except FormatError:
+            return []
+        if not result.changed:
+            return []
+        end = {"line": len(self.lines) - 1,
+               "character": utf16_column(self.lines[-1], len(self.lines[-1]) + 1)}
+        return [{"range": {"start": {"line": 0, "character": 0}, "end": end},
+                 "newText": result.text}]
+
     # -- definition -----------------------------------------------------------------------
 
     def definition(self, line: int, character: int) -> dict | None:
@@ -511,6 +528,11 @@ def serve() -> None:
         return t.CompletionList(is_incomplete=False,
                                 items=[converter.structure(i, t.CompletionItem)
                                        for i in items])
+
+    @server.feature(t.TEXT_DOCUMENT_FORMATTING)
+    def formatting(ls, params: t.DocumentFormattingParams):
+        edits = document(params.text_document.uri).formatting()
+        return [converter.structure(e, t.TextEdit) for e in edits]
 
     @server.feature(t.TEXT_DOCUMENT_DEFINITION)
     def definition(ls, params: t.DefinitionParams):

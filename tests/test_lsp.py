@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from crowe.dsl.fmt import format_source
 from crowe.dsl.lsp import Document, char_column, utf16_column
 
 pytest.importorskip("pygls")
@@ -119,6 +120,11 @@ def test_hover_completion_and_definition_over_the_wire(client):
                            {"textDocument": doc, "position": dict(sizing, character=2)})
     labels = {i["label"] for i in items["items"]}
     assert {"vol_target", "vol_window"} <= labels and "budget" not in labels
+    edits = client.request("textDocument/formatting", {
+        "textDocument": doc, "options": {"tabSize": 2, "insertSpaces": True}})
+    [edit] = edits
+    assert edit["range"]["start"] == {"line": 0, "character": 0}
+    assert edit["newText"] == format_source(EXAMPLE).text
     client.notify("textDocument/didClose", {"textDocument": doc})
     assert client.diagnostics() == []
 
