@@ -18,13 +18,13 @@ from crowe.stdlib.registry import (ACTIONS, BAR_FIELDS, FUNCTIONS, HOLDINGS, SIG
                                    Signature)
 
 from . import ast as A
-from .diagnostics import Diagnostics, Label, suggestion
+from .diagnostics import Diagnostics, Label, closest_names, suggestion
 from .expr import format_expr, parse_expr, span_in
 from .quantity import QuantityError, fraction
 from .schema import MAX_WINDOW, PolicySpec
 from .source import SourceFile, Span
 from .types import (BARS, DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type, Unit)
-from .yamlload import MapNode, Node, ScalarNode, SeqNode
+from .yamlload import MapNode, Node, ScalarNode, SeqNode, document_start
 
 _BAR_UNITS = {"price": PRICE, "shares": SHARES}
 # A name in an expression's text: not part of a number (`1e6`, `20d`), not a keyword argument.
@@ -123,7 +123,7 @@ class Checker:
         if isinstance(parent, MapNode) and (found := parent.entry(path[-1])) is not None:
             return found[0].span
         n = self.node(*path)
-        return n.span if n is not None else self.src.whole_file()
+        return n.span if n is not None else document_start(self.root, self.src)
 
     def span(self, *path) -> Span:
         n = self.node(*path)
@@ -132,7 +132,7 @@ class Checker:
         for i in range(len(path) - 1, 0, -1):
             if self.node(*path[:i]) is not None:
                 return self.key_span(*path[:i])
-        return self.src.whole_file()
+        return document_start(self.root, self.src)
 
     def declared(self, section: str) -> list[str]:
         n = self.node(section)
@@ -367,7 +367,7 @@ class Checker:
         if "data_gap" not in self.declared("stand_down"):
             self.diags.add("E0311", "no stand-down rule for data gaps",
                            self.key_span("stand_down") if self.node("stand_down") is not None
-                           else self.src.whole_file(),
+                           else document_start(self.root, self.src),
                            help="add `data_gap: {max_missing: 5%, action: halt}` under "
                            "`stand_down`: a policy must stop when its data is incomplete")
         if rules is None:
@@ -519,7 +519,8 @@ class Checker:
                            "instrument on its own",
                            secondary=[Label(self.key_span("portfolio"), "optimizer set here")])
         elif sizing is None and portfolio is None and self.spec.risk is not None:
-            self.diags.add("E0302", "missing section `sizing`", self.src.whole_file(),
+            self.diags.add("E0302", "missing section `sizing`",
+                           document_start(self.root, self.src),
                            help="add e.g. `sizing: {method: kelly_tempered, lambda: 0.3}`, or "
                            "a `portfolio` optimizer")
         h = self.spec.signal.horizon if self.spec.signal is not None else None
@@ -868,7 +869,7 @@ class Checker:
         elif e.func in BAR_FIELDS or e.func in self.feature_src or e.func in self.params:
             help = f"`{e.func}` is a value, not a function; use `lag({e.func}, n)` for past values"
         else:
-            help = suggestion(e.func, FUNCTIONS) or "see the list of functions in the README"
+            help = closest_names(e.func, FUNCTIONS) or "see the list of functions in the README"
         self.diags.add("E0405", f"unknown function `{e.func}`", e.func_span or e.span,
                        help=help)
 

@@ -521,3 +521,56 @@ def journal_export(state_dir, out) -> None:
     """Write the journal as a Parquet table for analysis."""
     from .paper.commands import journal_export as run
     run(state_dir, out)
+
+
+# -- editor and authoring tools ---------------------------------------------------------------
+
+@main.command("schema")
+@click.option("-o", "--out", default=None, metavar="FILE.json",
+              help="Write the schema to this file (default: print it).")
+def schema_cmd(out) -> None:
+    """Print the JSON Schema of a policy file, for YAML editors: put
+    `# yaml-language-server: $schema=FILE.json` at the top of a policy."""
+    from crowe.dsl.json_schema import schema_text
+    text = schema_text()
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise UserError(f"`{out}` cannot be written: {e.strerror or e}") from None
+    click.echo(out)
+
+
+@main.command("fmt")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 when a file is not in the canonical layout.")
+def fmt_cmd(files, check) -> None:
+    """Rewrite policy FILES (or the .policy files under a directory) in the canonical layout,
+    keeping every comment; what a policy means never changes."""
+    from .authoring import run_fmt
+    raise click.exceptions.Exit(run_fmt(files, check))
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+def test_cmd(paths) -> None:
+    """Run policy unit tests: each `*.test.yaml` file under PATHS (default: here) names a
+    policy, a small table of bars, and what the policy must decide at chosen bars (trading
+    state, target weights, orders, reason flags). The format is in the README."""
+    from .authoring import run_tests
+    raise click.exceptions.Exit(run_tests(paths))
+
+
+@main.command("lsp")
+def lsp_cmd() -> None:
+    """Run the policy language server on stdin/stdout, for editors: diagnostics as you type,
+    hover, completion and go to definition. Needs `pip install 'crowe-policy[lsp]'`."""
+    import importlib.util
+    if importlib.util.find_spec("pygls") is None:
+        raise UserError("the language server needs pygls: pip install 'crowe-policy[lsp]'")
+    from crowe.dsl.lsp import serve
+    serve()
