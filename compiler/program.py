@@ -81,7 +81,7 @@ def builtin_roots(p: CheckedPolicy) -> dict:
     for need in needs(p.spec):
         if need.series == "vol":
             aux[need.key] = _stdev(r1, need.window)
-        else:
+        elif need.series == "history":
             history = max(history, need.window)
     if history:
         aux["history"] = ir.History(FLOAT, r1, history)
@@ -96,7 +96,8 @@ def to_ir(p: CheckedPolicy) -> PolicyIR:
     gates = {k: b.build(e) for k, e in p.gates.items()}
     aux = builtin_roots(p)
     rules = {k: b.build(r.when) for k, r in p.rules.items() if r.when is not None}
-    roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux}
+    series = {k: b.build(r.series) for k, r in p.rules.items() if r.series is not None}
+    roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux, "series": series}
     roots = cse(fold(roots))
     defaults = {k: v.default for k, v in p.params.items()}
     look = lookback(roots, defaults)

