@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from crowe.stdlib.detectors import regime, replay
+from crowe.stdlib.detectors import change_point, regime, replay
 
 jax.config.update("jax_enable_x64", True)
 
@@ -78,3 +78,50 @@ def test_regime_fires_after_a_volatility_shift_and_not_on_calm_series(regime_run
         first = np.flatnonzero(shifted["fired"])[0] - SHIFT
         # the states separate at the first fit that sees the episode: within one refit period
         assert 0 <= first <= K, first
+
+
+# -- change point ---------------------------------------------------------------------------------
+
+def _bocpd(x, hazard: float, scale: float):
+    """Adams and MacKay (2007), algorithm 1, transcribed: the full run-length posterior after
+    each observation (row t has t + 2 entries), Normal-Gamma model, constant hazard."""
+    from scipy.stats import t as student
+    mu, kappa, alpha, beta = (np.array([v]) for v in (0.0, 1.0, 2.0, scale ** 2))
+    joint, rows = np.array([1.0]), []
+    for xt in x:
+        pred = student.pdf(xt, 2 * alpha, mu, np.sqrt(beta * (kappa + 1) / (alpha * kappa)))
+        growth = joint * pred * (1 - hazard)
+        cp = (joint * pred * hazard).sum()
+        joint = np.r_[cp, growth]
+        joint = joint / joint.sum()
+        rows.append(joint)
+        mu, kappa, alpha, beta = (np.r_[0.0, (kappa * mu + xt) / (kappa + 1)], np.r_[1.0, kappa + 1],
+                                  np.r_[2.0, alpha + 0.5],
+                                  np.r_[scale ** 2, beta + kappa * (xt - mu) ** 2 / (2 * (kappa + 1))])
+    return rows
+
+
+CP = change_point.make(change_point.Settings(scale=0.01, expected_run=100, max_run=120,
+                                             short_run=10, action="halt"))
+
+
+def test_change_point_posterior_equals_the_paper_untruncated():
+    x = np.random.default_rng(5).normal(0, 0.01, 100)
+    x[60:] += 0.02
+    out = replay(CP, x)
+    worst = max(np.abs(out["posterior"][t][:len(row)] - row).max() for t, row in
+                enumerate(_bocpd(x, 1 / 100, 0.01)))
+    assert worst < 1e-10, worst
+    assert (out["posterior"][np.arange(100), np.arange(100) + 1] != 0).all()  # nothing dropped
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_change_point_fires_after_mean_and_variance_shifts_not_on_calm(seed):
+    calm = np.random.default_rng(seed).normal(0, 0.01, 200)
+    mean_shift, var_shift = calm.copy(), calm.copy()
+    mean_shift[150:] += 0.03          # three standard deviations
+    var_shift[150:] *= 4
+    assert not replay(CP, calm)["fired"].any()
+    for x in (mean_shift, var_shift):
+        fired = np.flatnonzero(replay(CP, x)["fired"])
+        assert 150 <= fired[0] <= 155, fired[:3]      # within five bars of the shift

@@ -5,7 +5,7 @@ scalar), and the step holds the rule's action for its cooldown."""
 
 def replay(transform, series, ctx=None, **inputs):
     """Run a portfolio-wide detector over a series (one value per bar), compiled once per
-    detector and shapes: its outputs at every bar, as arrays with a leading time axis.
+    detector and shapes: its outputs at every bar, as numpy arrays with a leading time axis.
     ``inputs`` are further per-bar inputs, each with the same leading axis. For examples and
     tests; the compiled step feeds detectors the same way, one bar at a time."""
     from crowe.stdlib._jax import jax, jnp
@@ -16,7 +16,8 @@ def replay(transform, series, ctx=None, **inputs):
             return state, out
         _REPLAYS[transform, ctx] = jax.jit(
             lambda xs: jax.lax.scan(one, transform.init(ctx), xs)[1])
-    return _REPLAYS[transform, ctx](dict(inputs, series=jnp.asarray(series, jnp.float64)))
+    out = _REPLAYS[transform, ctx](dict(inputs, series=jnp.asarray(series, jnp.float64)))
+    return jax.device_get(out)
 
 
 _REPLAYS: dict = {}
