@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from crowe.stdlib.detectors import change_point, regime, replay
+from crowe.stdlib.detectors import change_point, drift, regime, replay
 
 jax.config.update("jax_enable_x64", True)
 
@@ -125,3 +125,45 @@ def test_change_point_fires_after_mean_and_variance_shifts_not_on_calm(seed):
     for x in (mean_shift, var_shift):
         fired = np.flatnonzero(replay(CP, x)["fired"])
         assert 150 <= fired[0] <= 155, fired[:3]      # within five bars of the shift
+
+
+# -- drift ----------------------------------------------------------------------------------------
+
+def _psi(recent, reference, bins: int) -> float:
+    edges = np.quantile(reference, np.arange(1, bins) / bins)
+    counts = lambda v: np.histogram(np.searchsorted(edges, v, side="right"),  # noqa: E731
+                                    bins=np.arange(bins + 1))[0] / len(v)
+    p, q = (np.maximum(counts(v), drift.FLOOR) for v in (recent, reference))
+    return float(((p - q) * np.log(p / q)).sum())
+
+
+DRIFT = drift.make(drift.Settings(window=40, reference=120, bins=5, psi_max=0.5, ks_max=0.4,
+                                  action="halt"))
+
+
+def test_drift_statistics_equal_scipy_ks_and_a_numpy_psi():
+    from scipy.stats import ks_2samp
+    rng = np.random.default_rng(7)
+    x = np.r_[rng.normal(0, 0.01, 200), rng.normal(0.01, 0.02, 60)]
+    x[170] = np.nan                                    # skipped: the windows hold the last values
+    out = replay(DRIFT, x)
+    seen = x[np.isfinite(x)]
+    assert np.isnan(out["ks"][:159]).all() and np.isnan(out["psi"][:159]).all()
+    worst_ks = worst_psi = 0.0
+    for t in range(159, len(x)):
+        values = seen[:np.isfinite(x[:t + 1]).sum()][-160:]
+        ref, recent = values[:120], values[120:]
+        worst_ks = max(worst_ks, abs(out["ks"][t] - ks_2samp(recent, ref).statistic))
+        worst_psi = max(worst_psi, abs(out["psi"][t] - _psi(recent, ref, 5)))
+    assert worst_ks < 1e-12 and worst_psi < 1e-12, (worst_ks, worst_psi)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_drift_fires_after_a_distribution_shift_not_on_calm(seed):
+    calm = np.random.default_rng(seed).normal(0, 0.01, 260)
+    shifted = calm.copy()
+    shifted[200:] = shifted[200:] * 3 + 0.01
+    quiet = replay(DRIFT, calm)
+    assert not quiet["fired"].any(), (np.nanmax(quiet["psi"]), np.nanmax(quiet["ks"]))
+    fired = np.flatnonzero(replay(DRIFT, shifted)["fired"])
+    assert 200 <= fired[0] <= 230, fired[:3]    # within three quarters of the recent window
