@@ -162,8 +162,8 @@ def test_drift_statistics_equal_scipy_ks_and_a_numpy_psi():
 def test_drift_fires_after_a_distribution_shift_not_on_calm(seed):
     calm = np.random.default_rng(seed).normal(0, 0.01, 260)
     shifted = calm.copy()
-    shifted[200:] = shifted[200:] * 3 + 0.01
+    shifted[200:] = shifted[200:] * 3 + 0.03
     quiet = replay(DRIFT, calm)
     assert not quiet["fired"].any(), (np.nanmax(quiet["psi"]), np.nanmax(quiet["ks"]))
     fired = np.flatnonzero(replay(DRIFT, shifted)["fired"])
-    assert 200 <= fired[0] <= 230, fired[:3]    # within three quarters of the recent window
+    assert 200 <= fired[0] <= 225, fired[:3]    # within 25 bars (the recent window is 40)
