@@ -15,7 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from crowe.stdlib.detectors import change_point, drift, regime, replay
+from crowe.stdlib.component import Ctx
+from crowe.stdlib.detectors import change_point, crash_sentinel, drift, regime, replay
 
 jax.config.update("jax_enable_x64", True)
 
@@ -167,3 +168,88 @@ def test_drift_fires_after_a_distribution_shift_not_on_calm(seed):
     assert not quiet["fired"].any(), (np.nanmax(quiet["psi"]), np.nanmax(quiet["ks"]))
     fired = np.flatnonzero(replay(DRIFT, shifted)["fired"])
     assert 200 <= fired[0] <= 225, fired[:3]    # within 25 bars (the recent window is 40)
+
+
+# -- crash sentinel -------------------------------------------------------------------------------
+
+N_CS, T_CS, CRASH = 4, 200, 185
+CTX = Ctx(N_CS, 252.0, 1, (False,) * N_CS, (True,) * N_CS, (0,) * N_CS, 1, 1.0, 1.0)
+SENTINEL = crash_sentinel.make(crash_sentinel.Settings(
+    window=20, z_window=60, reduce_above=10, flatten_above=15, action="reduce(50%)"))
+
+
+def _market(seed: int, crash: bool):
+    """Returns [T, N] and bars; with `crash`, from `CRASH` on every instrument falls 4% a day
+    with a common shock and closes near its low. One instrument has no bar now and then."""
+    rng = np.random.default_rng(seed)
+    r = rng.normal(0.0003, 0.01, (T_CS, N_CS)) + rng.normal(0, 0.005, (T_CS, 1))
+    at = rng.uniform(-1, 1, (T_CS, N_CS))
+    if crash:
+        r[CRASH:] = -0.04 + rng.normal(0, 0.03, (T_CS - CRASH, 1)) + \
+            rng.normal(0, 0.005, (T_CS - CRASH, N_CS))
+        at[CRASH:] = -0.9
+    mid = 100 * np.cumprod(1 + r, axis=0)
+    bars = {"high": mid * 1.01, "low": mid * 0.99, "close": mid * (1 + 0.01 * at),
+            "volume": rng.uniform(1e5, 2e5, (T_CS, N_CS))}
+    missing = np.zeros((T_CS, N_CS), bool)
+    missing[::17, 2] = True
+    r[missing] = np.nan
+    for k in bars:
+        bars[k][missing] = np.nan
+    return r, bars
+
+
+def _sentinel_numpy(r, bars, window: int, z_window: int):
+    """The composite transcribed: (score, z [T, 4]) at every bar."""
+    T = len(r)
+    m = np.array([np.nanmean(row) for row in r])
+    raw = np.full((T, 4), np.nan)
+    for t in range(window, T):
+        x = m[t - window + 1:t + 1]
+        d = x - x.mean()
+        past = r[t - window:t]
+        ok = np.isfinite(past).all(0) & np.isfinite(r[t])
+        dev = past[:, ok] - past[:, ok].mean(0)
+        S = dev.T @ dev / (window - 1)
+        S = 0.9 * S + 0.1 * np.diag(np.diag(S))
+        e = r[t, ok] - past[:, ok].mean(0)
+        h, lo, c, v = (bars[k][t] for k in ("high", "low", "close", "volume"))
+        clv = ((c - lo) - (h - c)) / (h - lo)
+        good = np.isfinite(clv)
+        raw[t] = ((d[1:] * d[:-1]).sum() / (d * d).sum(), x.var(ddof=1),
+                  e @ np.linalg.solve(S, e) / ok.sum(),
+                  -(clv[good] * v[good]).sum() / v[good].sum())
+    z = np.full((T, 4), np.nan)
+    for t in range(window + z_window, T):
+        past = raw[t - z_window:t]
+        z[t] = (raw[t] - past.mean(0)) / past.std(0, ddof=1)
+    return z.sum(1), z
+
+
+def _run_sentinel(r, bars, cooldown: int = 5):
+    m = np.nanmean(r, axis=1)
+    return replay(SENTINEL, m, CTX, est={"r1": r}, bar=bars, cooldown=np.full(len(r), cooldown))
+
+
+def test_crash_sentinel_equals_a_numpy_transcription():
+    r, bars = _market(0, True)
+    out = _run_sentinel(r, bars)
+    score, z = _sentinel_numpy(r, bars, 20, 60)
+    assert np.isnan(out["score"][:80]).all()
+    got = np.stack([out[f"z_{k}"] for k in crash_sentinel.PARTS], axis=1)
+    worst = np.nanmax(np.abs(got[80:] - z[80:]))
+    assert np.isfinite(got[80:]).all() and worst < 1e-9, worst
+    assert np.allclose(out["score"][80:], score[80:], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_crash_sentinel_reduces_then_flattens_in_a_crash_and_is_quiet_when_calm(seed):
+    calm = _run_sentinel(*_market(seed, False))
+    assert not calm["fired"].any() and not calm["kill"].any()
+    out = _run_sentinel(*_market(seed, True))
+    assert not out["fired"][:CRASH].any()
+    kill = np.flatnonzero(out["kill"])
+    assert CRASH <= kill[0] <= CRASH + 2, kill[:3]
+    # the kill level holds for the cooldown after the last bar above it
+    last = kill[-1]
+    assert out["kill_held"][last:last + 6].all()
