@@ -102,8 +102,8 @@ def _bocpd(x, hazard: float, scale: float):
     return rows
 
 
-CP = change_point.make(change_point.Settings(scale=0.01, expected_run=100, max_run=120,
-                                             short_run=10, action="halt"))
+CP = change_point.make(change_point.Settings(scale=0.01, expected_run=100, short_run=10,
+                                             action="halt"))
 
 
 def test_change_point_posterior_equals_the_paper_untruncated():
@@ -138,36 +138,36 @@ def _psi(recent, reference, bins: int) -> float:
     return float(((p - q) * np.log(p / q)).sum())
 
 
-DRIFT = drift.make(drift.Settings(window=40, reference=120, bins=5, psi_max=0.5, ks_max=0.4,
+DRIFT = drift.make(drift.Settings(window=60, reference=240, psi_max=1.2, ks_max=0.3,
                                   action="halt"))
 
 
 def test_drift_statistics_equal_scipy_ks_and_a_numpy_psi():
     from scipy.stats import ks_2samp
     rng = np.random.default_rng(7)
-    x = np.r_[rng.normal(0, 0.01, 200), rng.normal(0.01, 0.02, 60)]
-    x[170] = np.nan                                    # skipped: the windows hold the last values
+    x = np.r_[rng.normal(0, 0.01, 280), rng.normal(0.01, 0.02, 60)]
+    x[250] = np.nan                                    # skipped: the windows hold the last values
     out = replay(DRIFT, x)
     seen = x[np.isfinite(x)]
-    assert np.isnan(out["ks"][:159]).all() and np.isnan(out["psi"][:159]).all()
+    assert np.isnan(out["ks"][:299]).all() and np.isnan(out["psi"][:299]).all()
     worst_ks = worst_psi = 0.0
-    for t in range(159, len(x)):
-        values = seen[:np.isfinite(x[:t + 1]).sum()][-160:]
-        ref, recent = values[:120], values[120:]
+    for t in range(299, len(x)):
+        values = seen[:np.isfinite(x[:t + 1]).sum()][-300:]
+        ref, recent = values[:240], values[240:]
         worst_ks = max(worst_ks, abs(out["ks"][t] - ks_2samp(recent, ref).statistic))
-        worst_psi = max(worst_psi, abs(out["psi"][t] - _psi(recent, ref, 5)))
+        worst_psi = max(worst_psi, abs(out["psi"][t] - _psi(recent, ref, drift.BINS)))
     assert worst_ks < 1e-12 and worst_psi < 1e-12, (worst_ks, worst_psi)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_drift_fires_after_a_distribution_shift_not_on_calm(seed):
-    calm = np.random.default_rng(seed).normal(0, 0.01, 260)
+    calm = np.random.default_rng(seed).normal(0, 0.01, 340)
     shifted = calm.copy()
-    shifted[200:] = shifted[200:] * 3 + 0.03
+    shifted[280:] = shifted[280:] * 3 + 0.03
     quiet = replay(DRIFT, calm)
     assert not quiet["fired"].any(), (np.nanmax(quiet["psi"]), np.nanmax(quiet["ks"]))
     fired = np.flatnonzero(replay(DRIFT, shifted)["fired"])
-    assert 200 <= fired[0] <= 225, fired[:3]    # within 25 bars (the recent window is 40)
+    assert 280 <= fired[0] <= 320, fired[:3]    # within 40 bars (the recent window is 60)
 
 
 # -- crash sentinel -------------------------------------------------------------------------------

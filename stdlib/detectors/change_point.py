@@ -17,7 +17,7 @@ beta_r (kappa_r + 1) / (alpha_r kappa_r)):
 normalised over r, and each run's statistics are updated by conjugacy
 (mu' = (kappa mu + x) / (kappa + 1), kappa' = kappa + 1, alpha' = alpha + 1/2,
 beta' = beta + kappa (x - mu)^2 / (2 (kappa + 1))), the new run starting from the prior. Run
-lengths are kept up to ``max_run`` - 1 bars: the mass of a longer run is dropped and the rest
+lengths are kept up to `MAX_RUN` - 1 bars: the mass of a longer run is dropped and the rest
 renormalised (with a constant hazard P(r_t = 0 | x_1..t) is H at every bar, so the statistic is
 the mass of the short runs, not of r = 0). The statistic ``short`` = P(r_t < short_run | x_1..t)
 is a column of the backtest's equity table (`change_point.short`); it is NaN, and the rule
@@ -41,8 +41,8 @@ from crowe.stdlib.component import Component, Need, Transform
 from crowe.stdlib.limits.common import Acting
 
 KAPPA0, ALPHA0 = 1.0, 2.0
+MAX_RUN = 250            # run lengths kept: 0 to MAX_RUN - 1 bars
 
-Runs = window("`max_run`", least=2)
 Expected = window("`expected_run`", least=2)
 Short = window("`short_run`")
 Probability = frac(0.0, 1.0, lo_open=True, hi_open=True, what="probability threshold")
@@ -53,15 +53,14 @@ class Settings(Acting):
     series: Expr | None = None
     scale: Scale = 0.01
     expected_run: Expected = 250
-    max_run: Runs = 250
     short_run: Short = 10
     threshold: Probability = 0.5
 
     @model_validator(mode="after")
     def _short(self):
-        if self.short_run >= self.max_run:
-            raise fail("range", f"`short_run` ({self.short_run}) must be shorter than "
-                       f"`max_run` ({self.max_run})", "lower `short_run` or raise `max_run`")
+        if self.short_run >= MAX_RUN:
+            raise fail("range", f"`short_run` ({self.short_run}) must be shorter than the "
+                       f"longest run kept ({MAX_RUN} bars)", "lower `short_run`")
         return self
 
 
@@ -75,7 +74,7 @@ def log_student(x, mu, kappa, alpha, beta):
 
 
 def make(s: Settings):
-    R, H = s.max_run, 1.0 / s.expected_run
+    R, H = MAX_RUN, 1.0 / s.expected_run
     prior = (0.0, KAPPA0, ALPHA0, s.scale ** 2)
 
     def init(ctx):

@@ -4,8 +4,8 @@ unless ``series`` names another, such as a feature); the rule fires when the pop
 stability index exceeds ``psi_max`` or the Kolmogorov-Smirnov distance exceeds ``ks_max``
 (either or both may be given).
 
-* PSI = sum_i (p_i - q_i) ln(p_i / q_i) over ``bins`` bins whose edges are the reference
-  window's quantiles at i / bins (linear interpolation, so each bin holds about the same share
+* PSI = sum_i (p_i - q_i) ln(p_i / q_i) over `BINS` (10) bins whose edges are the reference
+  window's quantiles at i / 10 (linear interpolation, so each bin holds about the same share
   of the reference), with p_i the recent window's share in bin i and q_i the reference's, each
   floored at `FLOOR` so that an empty bin counts as rare rather than infinitely so
   (Siddiqi 2006, "Credit risk scorecards": PSI above 0.25 is a large shift).
@@ -34,17 +34,16 @@ from crowe.stdlib.component import Component, Need, Transform
 from crowe.stdlib.limits.common import Acting
 
 FLOOR = 1e-4             # the smallest share a bin is counted with in the PSI
+BINS = 10                # the PSI's bins
 
 Recent = window("`window`", least=5)
 Reference = window("`reference`", least=10)
-Bins = window("`bins`", least=2)
 
 
 class Settings(Acting):
     series: Expr | None = None
     window: Recent = 21
     reference: Reference = 252
-    bins: Bins = 10
     psi_max: frac(0.0, 100.0, lo_open=True, what="PSI threshold") | None = None
     ks_max: frac(0.0, 1.0, lo_open=True, hi_open=True, what="KS threshold") | None = None
 
@@ -53,9 +52,6 @@ class Settings(Acting):
         if self.psi_max is None and self.ks_max is None:
             raise fail("missing", "a drift rule needs `psi_max` or `ks_max` (or both)",
                        "add e.g. `ks_max: 0.3`")
-        if self.bins > self.reference:
-            raise fail("range", f"`bins` ({self.bins}) cannot exceed `reference` "
-                       f"({self.reference})", "use fewer bins or a longer reference")
         return self
 
 
@@ -91,7 +87,7 @@ def make(s: Settings):
               "count": jnp.minimum(st["count"] + ok, n)}
         full = st["count"] >= n
         ref, recent = st["buf"][:s.reference], st["buf"][s.reference:]
-        p = jnp.where(full, psi(recent, ref, s.bins), jnp.nan)
+        p = jnp.where(full, psi(recent, ref, BINS), jnp.nan)
         k = jnp.where(full, ks(recent, ref), jnp.nan)
         fired = (p > s.psi_max) if s.psi_max is not None else jnp.asarray(False)
         if s.ks_max is not None:
