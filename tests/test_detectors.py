@@ -253,3 +253,73 @@ def test_crash_sentinel_reduces_then_flattens_in_a_crash_and_is_quiet_when_calm(
     # the kill level holds for the cooldown after the last bar above it
     last = kill[-1]
     assert out["kill_held"][last:last + 6].all()
+
+
+# -- the kill switch: held until resumed in paper, for the cooldown in a backtest -----------------
+
+KILL_POLICY = """\
+policy: kill_test
+version: 1.0.0
+owner: CR-001
+universe: {symbols: [AAA, BBB, CCC, DDD], bar: 1d}
+features:
+  vol: stdev(ret(close, 1), 5)
+signal: {horizon: 1d, mu: 0.5 * vol, sigma: vol}
+sizing: {method: inverse_vol, budget: 100%, vol_window: 5}
+risk: {gross_max: 100%, net_max: 100%, position_max: 40%}
+execution: {algo: market, participation_cap: 50%}
+stand_down:
+  data_gap: {max_missing: 50%, action: halt}
+  crash_sentinel: {window: 20, z_window: 60, reduce_above: 10, flatten_above: 15,
+                   action: reduce(50%), cooldown: 3d}
+"""
+
+
+def test_crash_sentinel_kill_switch_holds_in_paper_until_resume(tmp_path):
+    from crowe.runtime.backtest import backtest
+    from crowe.runtime.data import load_bars, write_bars
+    from crowe.runtime.paper import commands
+    from crowe.runtime.paper.control import read_control
+    from crowe.runtime.paper.feed import ReplayFeed
+    from crowe.runtime.paper.journal import Journal, decision_digest
+    from crowe.runtime.paper.loop import PaperRunner
+    from paperkit.fixture import DAY_NS, SYMBOLS, engine
+
+    r, bars = _market(0, True)
+    ok = np.isfinite(r)
+    ts = np.repeat(np.arange(T_CS) * DAY_NS + 1_600_000_000 * 10**9 // DAY_NS * DAY_NS, N_CS)
+    write_bars(tmp_path / "bars.parquet", ts[ok.ravel()].astype("datetime64[ns]"),
+               np.tile(np.array(SYMBOLS, object), T_CS)[ok.ravel()],
+               *(bars[k][ok] for k in ("close", "high", "low", "close", "volume")))
+    (tmp_path / "p.policy").write_text(KILL_POLICY)
+    eng = engine(tmp_path / "p.policy")
+    panel, _ = load_bars(tmp_path / "bars.parquet")
+    bt = backtest(eng, panel.select(SYMBOLS)).out
+    kill = int(np.flatnonzero(bt["kill_switch"])[0])
+    assert CRASH <= kill <= CRASH + 2
+    states = bt["trading_state"]
+    assert states[kill] == 3 and np.flatnonzero(states[kill:] != 3).size  # the backtest resumes
+    feed = list(ReplayFeed(str(tmp_path / "bars.parquet"), SYMBOLS))
+    state = tmp_path / "state"
+    PaperRunner(eng, state, "digest").run(feed)
+    records = Journal(state).read()[0]
+    for t in range(kill + 1):                         # parity with the backtest up to the kill
+        assert records[t]["decision"] == decision_digest({k: v[t] for k, v in bt.items()})
+    assert all(rec["override"] == "FLATTENING" and rec["trading_state"] == "FLATTENING"
+               for rec in records[kill + 1:])         # well past the cooldown of 3 bars
+    assert read_control(state)["override"] == "FLATTENING"
+    commands.resume(str(state))
+    assert read_control(state)["override"] == "ACTIVE"
+
+
+def test_detector_settings_that_cannot_work_are_diagnosed():
+    from crowe.dsl.policy import check_text
+    text = KILL_POLICY.replace("""  crash_sentinel: {window: 20, z_window: 60, reduce_above: 10, flatten_above: 15,
+                   action: reduce(50%), cooldown: 3d}
+""", """  regime: {series: vol > 0, action: halt}
+  drift: {action: halt}
+  change_point: {short_run: 400, action: exclude}
+  crash_sentinel: {reduce_above: 5, flatten_above: 3, action: halt}
+""")
+    found = {(d.code, d.span.line) for d in check_text(text, "p.policy").errors}
+    assert found == {("E0501", 13), ("E0304", 14), ("E0304", 15), ("E0304", 16)}, found

@@ -50,7 +50,7 @@ class Settings(Acting):
     @model_validator(mode="after")
     def _threshold(self):
         if self.psi_max is None and self.ks_max is None:
-            raise fail("missing", "a drift rule needs `psi_max` or `ks_max` (or both)",
+            raise fail("threshold", "a drift rule needs `psi_max` or `ks_max` (or both)",
                        "add e.g. `ks_max: 0.3`")
         return self
 
