@@ -10,6 +10,7 @@ def replay(transform, series, ctx=None, **inputs):
     tests; the compiled step feeds detectors the same way, one bar at a time."""
     from crowe.stdlib._jax import jax, jnp
 
+    jax.config.update("jax_enable_x64", True)      # as in the compiled step: float64
     if (transform, ctx) not in _REPLAYS:
         def one(state, xs):
             out, _, state = transform.update(xs, state, ctx)

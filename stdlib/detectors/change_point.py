@@ -80,7 +80,7 @@ def make(s: Settings):
     def init(ctx):
         stats = {k: jnp.full(R, v, jnp.float64) for k, v in zip(("mu", "kappa", "alpha", "beta"),
                                                                  prior)}
-        return dict(stats, p=jnp.zeros(R).at[0].set(1.0), count=jnp.asarray(0, jnp.int64))
+        return dict(stats, p=jnp.zeros(R, jnp.float64).at[0].set(1.0), count=jnp.asarray(0, jnp.int64))
 
     def observe(st, x):
         mu, kappa, alpha, beta = st["mu"], st["kappa"], st["alpha"], st["beta"]

@@ -56,6 +56,7 @@ Window = window("`window`", least=5)
 ZWindow = window("`z_window`", least=5)
 Score = frac(-1e6, 1e6, what="score threshold")
 PARTS = ("acf", "var", "turbulence", "imbalance")
+F = "float64"
 
 
 class Settings(Acting):
@@ -91,7 +92,8 @@ def make(s: Settings):
     W, Z = s.window, s.z_window
 
     def init(ctx):
-        return {"m": jnp.zeros(W), "r": jnp.full((W + 1, ctx.n), jnp.nan), "raw": jnp.zeros((Z, 4)),
+        return {"m": jnp.zeros(W, F), "r": jnp.full((W + 1, ctx.n), jnp.nan, F),
+                "raw": jnp.zeros((Z, 4), F),
                 "count": jnp.asarray(0, jnp.int64), "cd": jnp.asarray(0, jnp.int64)}
 
     def observe(st, m, r1, bar):

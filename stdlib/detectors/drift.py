@@ -78,7 +78,7 @@ def make(s: Settings):
     n = s.reference + s.window
 
     def init(ctx):
-        return {"buf": jnp.zeros(n), "count": jnp.asarray(0, jnp.int64)}
+        return {"buf": jnp.zeros(n, jnp.float64), "count": jnp.asarray(0, jnp.int64)}
 
     def update(inputs, st, ctx):
         x = jnp.asarray(inputs["series"], jnp.float64)

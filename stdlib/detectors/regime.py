@@ -17,15 +17,17 @@ so that alpha_t = P(S_t | x_{t0..t}), with t0 the first bar of the window of the
 fit, the recursion is run over that window with the new parameters). The **risk-off** state is
 the one with the larger variance: on daily returns the means of the two states are small and
 noisy, the variances are what set them apart, and a high-variance state is the one in which a
-book should hold less. Two Gaussians fitted to a calm window always differ somewhat (a
-mixture fits any sample better than one Gaussian), so the two states count as two regimes only
-when the risk-off variance is at least ``min_ratio`` times the risk-on one (5 by default:
-on 120 bars of pure Gaussian noise the fitted ratio stays below it in the tests, after a
-threefold rise of volatility it is 7 to 30). The rule's statistic, ``prob`` (P(S_t = risk-off)), is a column of the
-backtest's equity table (`regime.prob`); it is NaN until the first fit, and so is ``ratio``, the variance
-ratio (`regime.ratio`). The fitted ``means`` and ``variances`` are outputs too, risk-on state
-first. The rule fires when ``prob > threshold`` and ``ratio >= min_ratio``. A bar on which the
-series has no value leaves the filter as it was.
+book should hold less. Two Gaussians fitted to a calm window always differ somewhat (a mixture
+fits any sample better than one Gaussian), so the two states count as two regimes only when the
+risk-off variance is at least ``min_ratio`` times the risk-on one (5 by default: on 120 bars of
+pure Gaussian noise the fitted ratio stays below it in the tests, after a threefold rise of
+volatility it is 7 to 30).
+
+The rule fires when ``prob > threshold`` and ``ratio >= min_ratio``. Its statistics, ``prob``
+= P(S_t = risk-off) and ``ratio`` (the variance ratio), are columns of the backtest's equity
+table (`regime.prob`, `regime.ratio`), NaN until the first fit; the fitted ``means`` and
+``variances`` are outputs too, risk-on state first. A bar on which the series has no value
+leaves the filter as it was.
 
 >>> import numpy as np
 >>> from crowe.stdlib.detectors import replay
@@ -121,7 +123,7 @@ def make(s: Settings):
         f = jnp.float64
         return {"buf": jnp.zeros(W, f), "count": jnp.asarray(0, jnp.int64),
                 "since": jnp.asarray(0, jnp.int64), "fitted": jnp.asarray(False),
-                "A": jnp.eye(2), "mu": jnp.zeros(2), "var": jnp.ones(2),
+                "A": jnp.eye(2, dtype=f), "mu": jnp.zeros(2, f), "var": jnp.ones(2, f),
                 "alpha": jnp.full(2, jnp.nan, f)}
 
     def refit(buf):
