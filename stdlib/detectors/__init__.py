@@ -1,6 +1,11 @@
 """Stand-down detectors: the built-in rules of `stand_down` (and the `when` rule that any other
 name takes). Each returns ``fired``, per instrument (``[N]``) or for the whole portfolio (a
-scalar), and the step holds the rule's action for its cooldown."""
+scalar), and the step holds the rule's action for its cooldown. Its other scalar outputs are its
+statistics, recorded every bar (`RULE.NAME` columns of the backtest's equity table). A detector
+may also return ``kill`` (engage the kill switch this bar) and ``kill_held`` (flatten while it is
+held). Inputs: ``series`` (the rule's `series` setting at this bar, or the market return),
+``est`` (the step's estimators), ``bar`` (the bar's fields, NaN where invalid), ``cooldown`` (the
+rule's, in bars), and the book (``E``, ``prev_E``, ``r_eq``, ``ok``, ``seen``, ``ts``)."""
 
 
 def replay(transform, series, ctx=None, **inputs):
