@@ -178,20 +178,20 @@ SENTINEL = crash_sentinel.make(crash_sentinel.Settings(
     window=20, z_window=60, reduce_above=10, flatten_above=15, action="reduce(50%)"))
 
 
-def _market(seed: int, crash: bool):
-    """Returns [T, N] and bars; with `crash`, from `CRASH` on every instrument falls 4% a day
-    with a common shock and closes near its low. One instrument has no bar now and then."""
+def _market(seed: int, crash: bool, T: int = T_CS, start: int = CRASH):
+    """Returns [T, N] and bars; with `crash`, from bar `start` on every instrument falls 4% a
+    day with a common shock and closes near its low. One instrument has no bar now and then."""
     rng = np.random.default_rng(seed)
-    r = rng.normal(0.0003, 0.01, (T_CS, N_CS)) + rng.normal(0, 0.005, (T_CS, 1))
-    at = rng.uniform(-1, 1, (T_CS, N_CS))
+    r = rng.normal(0.0003, 0.01, (T, N_CS)) + rng.normal(0, 0.005, (T, 1))
+    at = rng.uniform(-1, 1, (T, N_CS))
     if crash:
-        r[CRASH:] = -0.04 + rng.normal(0, 0.03, (T_CS - CRASH, 1)) + \
-            rng.normal(0, 0.005, (T_CS - CRASH, N_CS))
-        at[CRASH:] = -0.9
+        r[start:] = -0.04 + rng.normal(0, 0.03, (T - start, 1)) + \
+            rng.normal(0, 0.005, (T - start, N_CS))
+        at[start:] = -0.9
     mid = 100 * np.cumprod(1 + r, axis=0)
     bars = {"high": mid * 1.01, "low": mid * 0.99, "close": mid * (1 + 0.01 * at),
-            "volume": rng.uniform(1e5, 2e5, (T_CS, N_CS))}
-    missing = np.zeros((T_CS, N_CS), bool)
+            "volume": rng.uniform(1e5, 2e5, (T, N_CS))}
+    missing = np.zeros((T, N_CS), bool)
     missing[::17, 2] = True
     r[missing] = np.nan
     for k in bars:
@@ -285,11 +285,12 @@ def test_crash_sentinel_kill_switch_holds_in_paper_until_resume(tmp_path):
     from crowe.runtime.paper.loop import PaperRunner
     from paperkit.fixture import DAY_NS, SYMBOLS, engine
 
-    r, bars = _market(0, True)
+    T, crash = 110, 95                                # ready at bar 80 (20 + 60)
+    r, bars = _market(0, True, T, crash)
     ok = np.isfinite(r)
-    ts = np.repeat(np.arange(T_CS) * DAY_NS + 1_600_000_000 * 10**9 // DAY_NS * DAY_NS, N_CS)
+    ts = np.repeat(np.arange(T) * DAY_NS + 1_600_000_000 * 10**9 // DAY_NS * DAY_NS, N_CS)
     write_bars(tmp_path / "bars.parquet", ts[ok.ravel()].astype("datetime64[ns]"),
-               np.tile(np.array(SYMBOLS, object), T_CS)[ok.ravel()],
+               np.tile(np.array(SYMBOLS, object), T)[ok.ravel()],
                *(bars[k][ok] for k in ("close", "high", "low", "close", "volume")))
     (tmp_path / "p.policy").write_text(KILL_POLICY)
     eng = engine(tmp_path / "p.policy")
@@ -299,7 +300,7 @@ def test_crash_sentinel_kill_switch_holds_in_paper_until_resume(tmp_path):
     runner = paper.broker.update.__self__             # the paper's executable: one compile
     bt = backtest(eng, panel.select(SYMBOLS), runner=runner).out
     kill = int(np.flatnonzero(bt["kill_switch"])[0])
-    assert CRASH <= kill <= CRASH + 2
+    assert crash <= kill <= crash + 2
     states = bt["trading_state"]
     assert states[kill] == 3 and np.flatnonzero(states[kill:] != 3).size  # the backtest resumes
     paper.run(ReplayFeed(str(tmp_path / "bars.parquet"), SYMBOLS))
