@@ -33,6 +33,9 @@ the posterior as it was.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from pydantic import model_validator
 
 from crowe.dsl.fields import Expr, fail, frac, window
@@ -64,37 +67,38 @@ class Settings(Acting):
         return self
 
 
-def log_student(x, mu, kappa, alpha, beta):
-    """log of the predictive density of x after a run with these statistics."""
+def log_student(x, mu, kappa, alpha, beta, lgamma_ratio):
+    """log of the predictive density of x after a run with these statistics
+    (``lgamma_ratio`` = log Gamma(alpha + 1/2) - log Gamma(alpha))."""
     nu = 2.0 * alpha
     s2 = beta * (kappa + 1.0) / (alpha * kappa)
     z = (x - mu) ** 2 / (nu * s2)
-    return (jax.scipy.special.gammaln((nu + 1) / 2) - jax.scipy.special.gammaln(nu / 2)
-            - 0.5 * jnp.log(nu * jnp.pi * s2) - (nu + 1) / 2 * jnp.log1p(z))
+    return lgamma_ratio - 0.5 * jnp.log(nu * jnp.pi * s2) - (nu + 1) / 2 * jnp.log1p(z)
 
 
 def make(s: Settings):
     R, H = MAX_RUN, 1.0 / s.expected_run
-    prior = (0.0, KAPPA0, ALPHA0, s.scale ** 2)
+    # after a run of r bars, kappa = kappa_0 + r and alpha = alpha_0 + r / 2, whatever the data
+    kappa = KAPPA0 + np.arange(R, dtype=np.float64)
+    alpha = ALPHA0 + np.arange(R, dtype=np.float64) / 2
+    ratio = np.array([math.lgamma(a + 0.5) - math.lgamma(a) for a in alpha])
 
     def init(ctx):
-        stats = {k: jnp.full(R, v, jnp.float64) for k, v in zip(("mu", "kappa", "alpha", "beta"),
-                                                                 prior)}
-        return dict(stats, p=jnp.zeros(R, jnp.float64).at[0].set(1.0), count=jnp.asarray(0, jnp.int64))
+        return {"mu": jnp.zeros(R, jnp.float64), "beta": jnp.full(R, s.scale ** 2, jnp.float64),
+                "p": jnp.zeros(R, jnp.float64).at[0].set(1.0),
+                "count": jnp.asarray(0, jnp.int64)}
 
     def observe(st, x):
-        mu, kappa, alpha, beta = st["mu"], st["kappa"], st["alpha"], st["beta"]
-        lw = jnp.log(st["p"]) + log_student(x, mu, kappa, alpha, beta)
-        top = lw.max()
-        w = jnp.exp(lw - top)
+        mu, beta = st["mu"], st["beta"]
+        lw = jnp.log(st["p"]) + log_student(x, mu, kappa, alpha, beta, ratio)
+        w = jnp.exp(lw - lw.max())
         p = jnp.concatenate([(w * H).sum()[None], (w * (1.0 - H))[:-1]])
 
         def grow(new, v0):
-            return jnp.concatenate([jnp.full(1, v0), new[:-1]])
+            return jnp.concatenate([jnp.full(1, v0, jnp.float64), new[:-1]])
         return {"p": p / p.sum(), "count": st["count"] + 1,
-                "mu": grow((kappa * mu + x) / (kappa + 1.0), prior[0]),
-                "kappa": grow(kappa + 1.0, prior[1]), "alpha": grow(alpha + 0.5, prior[2]),
-                "beta": grow(beta + kappa * (x - mu) ** 2 / (2.0 * (kappa + 1.0)), prior[3])}
+                "mu": grow((kappa * mu + x) / (kappa + 1.0), 0.0),
+                "beta": grow(beta + kappa * (x - mu) ** 2 / (2.0 * (kappa + 1.0)), s.scale ** 2)}
 
     def update(inputs, st, ctx):
         x = jnp.asarray(inputs["series"], jnp.float64)
