@@ -155,6 +155,7 @@ SENTINEL = plus(stand_down__crash_sentinel={"window": 42, "z_window": 126, "redu
                                             "cooldown": "5d"})
 LOCATES = plus(compliance={"shorting": {"allowed": True, "locate_required": True,
                                         "locates": ["GOOG", "IBM", "MSFT"]}})
+WEIGHT = plus(signal=None, sizing={"method": "weight", "weight": "where(trend > 0, 20%, -10%)"})
 SIZES = {m: plus(sizing={"method": m, **extra}) for m, extra in (
     ("vol_target", {"vol_target": "10%"}), ("equal", {}), ("inverse_vol", {}))}
 
@@ -190,6 +191,9 @@ VARIANTS = {
     "sizing[inverse_vol].vol_target": (SIZES["inverse_vol"],
                                        plus(SIZES["inverse_vol"], sizing__vol_target="5%"),
                                        "changes"),
+    "sizing[weight].weight": (WEIGHT, plus(WEIGHT, sizing__weight="where(trend > 0, 30%, 0)"),
+                              "changes"),
+    "sizing[weight].vol_target": (WEIGHT, plus(WEIGHT, sizing__vol_target="5%"), "changes"),
     "sizing[inverse_vol].budget": (SIZES["inverse_vol"],
                                    plus(SIZES["inverse_vol"], sizing__budget="50%"), "changes"),
     "portfolio.method": (OPTIMIZED, plus(OPTIMIZED, portfolio__method="hrp"), "refused"),
