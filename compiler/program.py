@@ -81,7 +81,7 @@ def builtin_roots(p: CheckedPolicy) -> dict:
     for need in needs(p.spec):
         if need.series == "vol":
             aux[need.key] = _stdev(r1, need.window)
-        else:
+        elif need.series == "history":
             history = max(history, need.window)
     if history:
         aux["history"] = ir.History(FLOAT, r1, history)
@@ -102,7 +102,8 @@ def to_ir(p: CheckedPolicy) -> PolicyIR:
     rules = {k: b.build(r.when) for k, r in p.rules.items() if r.when is not None}
     if p.sizing_weight is not None:
         aux["weight"] = b.build(p.sizing_weight)
-    roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux}
+    series = {k: b.build(r.series) for k, r in p.rules.items() if r.series is not None}
+    roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux, "series": series}
     roots = cse(fold(roots))
     defaults = {k: v.default for k, v in p.params.items()}
     look = lookback(roots, defaults)

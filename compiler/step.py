@@ -14,7 +14,8 @@ order:
    price).
 4. Monitors: the limits (drawdowns, trailing stop) and the stand-down rules; each that fires
    holds its action for its cooldown and for as long as it fires. The most severe action in force
-   sets the trading state.
+   sets the trading state. A detector's statistics are decision outputs (`detector:RULE.NAME`),
+   and a detector's kill level flattens and sets the decision's `kill_switch`.
 5. Targets: the sizing method or the portfolio optimizer on the instruments that may trade,
    gates (a closed gate allows holding or reducing, never opening or adding), exclusions,
    compliance (restricted symbols, shorts without a locate), then the overlays in registry order
@@ -199,6 +200,7 @@ class StepBuilder:
             "prob_edge": vals["signal"]["prob_edge"] * ones,
             "adv": impact["adv"], "vol": impact["vol"], "tail_loss": tail,
             "borrow": borrow, "costs": costs, "traded_notional": traded,
+            "kill_switch": mon["kill"], **mon["stats"],
         }
         return new, decision
 
@@ -221,8 +223,10 @@ class StepBuilder:
         policy = self.pir.policy
         prev_E = state["equity"]
         inputs = {"E": E, "prev_E": prev_E, "ts": bar["ts"], "ok": ok, "seen": seen,
-                  "est": vals["aux"], "r_eq": E / prev_E - 1.0}
+                  "est": vals["aux"], "r_eq": E / prev_E - 1.0,
+                  "bar": {k: jnp.where(ok, bar[k], jnp.nan) for k in bars.FIELDS}}
         out = {"limits": {}, "rules": {}, "limit_cd": {}, "rule_cd": {}}
+        stats, kill = {}, jnp.asarray(False)
         level = jnp.maximum(state["override"], jnp.where(E > 0, ACTIVE, FLATTENING))
         scale, exclude = jnp.ones(self.N), jnp.zeros(self.N, bool)
         bits = jnp.asarray(0, jnp.int64)
@@ -233,9 +237,20 @@ class StepBuilder:
                 ins = dict(inputs)
                 if kind == "rule" and name in vals["rules"]:
                     ins["condition"] = jnp.broadcast_to(vals["rules"][name], (self.N,))
+                if kind == "rule":
+                    ins["series"] = _series(vals["series"].get(name, vals["aux"]["r1"]))
+                    ins["cooldown"] = info.cooldown
                 res, _, out[kind + "s"][name] = transforms[name].update(
                     ins, state[kind + "s"][name], self.ctx)
                 fired = jnp.asarray(res["fired"], bool)
+                if kind == "rule":   # a detector's statistics, and its kill switch
+                    stats.update({f"detector:{name}.{k}": jnp.asarray(v, jnp.float64)
+                                  for k, v in res.items() if k not in
+                                  ("fired", "kill", "kill_held") and jnp.ndim(v) == 0})
+                    if "kill" in res:
+                        kill = kill | res["kill"]
+                        level = jnp.maximum(level, jnp.where(res["kill_held"], FLATTENING,
+                                                             ACTIVE))
                 if kind == "rule":
                     fired = jnp.broadcast_to(fired, (self.N,))
                 cd_prev = state[kind + "_cd"][name]
@@ -255,7 +270,8 @@ class StepBuilder:
                     level = jnp.maximum(level, jnp.where(active.any(), SEVERITY[act.kind],
                                                          ACTIVE))
         return {"state": out, "trading_state": level, "scale": scale, "exclude": exclude,
-                "rule_active": rule_active, "portfolio_reasons": bits}
+                "rule_active": rule_active, "portfolio_reasons": bits, "stats": stats,
+                "kill": kill}
 
     # -- targets --------------------------------------------------------------------------
 
@@ -344,6 +360,15 @@ def _valid(bar):
     for k in bars.PRICES:
         ok = ok & jnp.isfinite(bar[k]) & (bar[k] > 0)
     return ok & jnp.isfinite(bar["volume"]) & (bar["volume"] >= 0)
+
+
+def _series(x):
+    """The series a detector reads at this bar: a per-bar number, or the mean across the
+    instruments with a value (NaN when none has one)."""
+    if jnp.ndim(x) == 0:
+        return jnp.asarray(x, jnp.float64)
+    ok = jnp.isfinite(x)
+    return jnp.where(ok.any(), jnp.where(ok, x, 0.0).sum() / jnp.maximum(ok.sum(), 1), jnp.nan)
 
 
 def _last_finite(x, prev):

@@ -64,6 +64,7 @@ class RuleInfo:
     span: Span
     component: Component | None = None
     per_instrument: bool = False
+    series: A.Expr | None = None  # the series a detector reads (its `series` setting)
 
 
 @dataclass
@@ -186,6 +187,7 @@ class Checker:
         roots += [("gate " + k, e) for k, e in gates.items()]
         roots += [("rule " + k, r.when) for k, r in rules.items() if r.when is not None]
         roots += [("sizing weight", weight)] if weight is not None else []
+        roots += [("series " + k, r.series) for k, r in rules.items() if r.series is not None]
         for label, e in roots:
             lookbacks[label], maxes[label] = self.lb.get(e, (0, 0))
         extra = self.builtin_lookbacks()
@@ -394,10 +396,29 @@ class Checker:
                                f"found a {t}", when.span, help="compare it, e.g. `... > 0`")
                 return None
             per_instrument = t.kind is Kind.SERIES
+        series = None
+        if getattr(rule, "series", None) is not None:
+            series = self.series(*path, "series")
+            if series is None:
+                return None
         info = self.acting(name, path, rule, component, per_instrument)
         if info is not None:
-            info.when = when
+            info.when, info.series = when, series
         return info
+
+    def series(self, *path) -> A.Expr | None:
+        """The series a detector reads: a number per bar, or per instrument (which the
+        detector reads as its mean across the instruments with a value)."""
+        e = self.parse(*path)
+        t = self.infer(e, "stand_down") if e is not None else None
+        if t is None:
+            return None
+        if t.dtype is DType.BOOL or t.kind in (Kind.CONST, Kind.PARAM):
+            self.diags.add("E0501", f"`{path[-1]}` must be a number that changes from bar to "
+                           f"bar, found a {t}", e.span,
+                           help="write an expression of the bars, e.g. `cs_mean(ret(close, 1))`")
+            return None
+        return e
 
     def acting(self, name: str, path: tuple, settings, component: Component,
                per_instrument: bool) -> RuleInfo | None:
@@ -636,6 +657,7 @@ class Checker:
         places += [(("gates", k), None) for k in self.declared("gates")]
         places += [(("stand_down", k, "when"), None) for k in self.declared("stand_down")]
         places += [(("sizing", "weight"), None)]
+        places += [(("stand_down", k, "series"), None) for k in self.declared("stand_down")]
         used: set[str] = set()
         for path, owner in places:
             n = self.node(*path)

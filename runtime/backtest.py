@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .engine import Engine, panel_bars
+from .engine import DETECTOR, Engine, panel_bars
 from .metrics import compute_metrics
 from .trades import panel_trades, trade_metrics
 
@@ -193,6 +193,10 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
         "portfolio_reasons": pa.array([_names(int(r), flag_names) for r in
                                        o["portfolio_reasons"]], pa.list_(pa.string())),
     })
+    for key in sorted(k for k in o if k.startswith(DETECTOR)):   # e.g. `regime.prob`
+        equity = equity.append_column(key[len(DETECTOR):], pa.array(o[key]))
+    if "kill_switch" in o:
+        equity = equity.append_column("kill_switch", pa.array(o["kill_switch"]))
     held = (o["weights"] != 0) | (o["positions"] != 0)
     weights = _long(result, {"weight": o["weights"], "position": o["positions"],
                              "mu": o["mu"], "sigma": o["sigma"], "prob_edge": o["prob_edge"]},

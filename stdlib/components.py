@@ -6,7 +6,8 @@ Adding a component is one file in its slot's folder plus one line here. The sche
 from __future__ import annotations
 
 from .component import Registry
-from .detectors import condition, data_gap, loss_streak, vol_spike
+from .detectors import (change_point, condition, crash_sentinel, data_gap, drift, loss_streak,
+                        regime, vol_spike)
 from .execution import limit, market, order_size, throttle
 from .limits import from_peak, intraday, trailing_stop
 from .overlays import gross_cap, net_cap, position_cap, sector_cap, tail_risk
@@ -28,7 +29,8 @@ OVERLAYS = _registry("overlay", position_cap.COMPONENT, sector_cap.COMPONENT, ne
                      gross_cap.COMPONENT, tail_risk.VAR, tail_risk.ES)
 LIMITS = _registry("limit", intraday.COMPONENT, from_peak.COMPONENT, trailing_stop.COMPONENT)
 DETECTORS = _registry("detector", data_gap.COMPONENT, vol_spike.COMPONENT,
-                      loss_streak.COMPONENT, condition.COMPONENT)
+                      loss_streak.COMPONENT, regime.COMPONENT, change_point.COMPONENT,
+                      drift.COMPONENT, crash_sentinel.COMPONENT, condition.COMPONENT)
 EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT)
 ORDER_RULES = _registry("order_rule", order_size.SHARES, order_size.NOTIONAL, throttle.PER_BAR,
                         throttle.PER_MINUTE)

@@ -11,7 +11,9 @@ Per bar, in this order:
    on the following bars, and the step sends them again, for what is left, until flat;
 4. the broker fills the working orders on this bar (the same JAX market model as the backtest),
    and the step decides;
-5. append the bar's record to the journal (fsynced), then checkpoint the state atomically.
+5. append the bar's record to the journal (fsynced), then checkpoint the state atomically;
+6. when a stand-down rule engaged the kill switch at this bar (the crash sentinel's kill level),
+   write the FLATTENING override, which holds until `crowe paper resume`.
 
 A crash between 5's two writes leaves one journal record more than the checkpoint: on restart
 that bar is redone from the checkpoint and must reproduce the journaled record exactly, then only
@@ -263,6 +265,13 @@ class PaperRunner:
             self.halt(f"cannot write the checkpoint `{self.dir / ck.NAME}`: {e.strerror or e} "
                       f"(bar {record['time']} is journaled and is redone at the restart)")
         self.hooks("after_checkpoint", self.seq)
+        if bool(out.get("kill_switch", False)) and override != "FLATTENING":
+            # a detector's kill level (the crash sentinel's `flatten_above`): flatten from the
+            # next bar on, and stay flat until an operator runs `crowe paper resume`
+            reason = f"kill switch engaged by a stand-down rule at {record['time']}"
+            write_control(self.dir, "FLATTENING", reason)
+            log_event(self.dir, {"event": "kill_switch", "reason": reason})
+            control = {"override": "FLATTENING", "reason": reason}
         s.last = self.view = self.status(record, control)
         try:
             write_status(self.dir, s.last)
