@@ -272,6 +272,9 @@ class StepBuilder:
         w_cur = jnp.where(E > 0, book.positions * price / E, 0.0)
         inputs = {"mu": mu, "sigma": sigma, "tradable": tradable, "est": vals["aux"],
                   "w_prev": state["weights"]}
+        # what the step does after the target, for an optimizer that keeps its constraints
+        inputs.update(w_cur=w_cur, locked=~ok, gates=gates, exclude=mon["exclude"],
+                      exposures=vals.get("exposures", {}))
         out, hits, target_state = self.target[1].update(inputs, state["target"], self.ctx)
         reasons = reasons | self.flags(hits)
         w = jnp.where(gates, out["w"], _reduce_only(out["w"], w_cur))
