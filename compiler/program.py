@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crowe.dsl.check import CheckedPolicy, needs
+from crowe.dsl.portfolio_check import exposure_features
 from crowe.stdlib.components import IMPACT_WINDOW
 from crowe.dsl.types import DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type
 from crowe.stdlib.registry import BAR_FIELDS
@@ -97,6 +98,9 @@ def to_ir(p: CheckedPolicy) -> PolicyIR:
     aux = builtin_roots(p)
     rules = {k: b.build(r.when) for k, r in p.rules.items() if r.when is not None}
     roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux}
+    exposures = exposure_features(p.spec)
+    if exposures:   # the features the optimizer's exposure constraints read
+        roots["exposures"] = {k: b.feature(k) for k in exposures}
     roots = cse(fold(roots))
     defaults = {k: v.default for k, v in p.params.items()}
     look = lookback(roots, defaults)

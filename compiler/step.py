@@ -63,6 +63,7 @@ class Universe:
     can_short: tuple[bool, ...]
     sector_ids: tuple[int, ...]
     n_sectors: int
+    sector_names: tuple[str, ...] = ()
 
     @classmethod
     def bind(cls, pir: PolicyIR, symbols) -> "Universe":
@@ -77,7 +78,7 @@ class Universe:
         # symbols with no sector share one "unknown" sector, capped like the others
         ids = tuple(names.index(spec.universe.sectors[s]) if spec.universe.sectors and
                     s in spec.universe.sectors else len(names) for s in symbols)
-        return cls(symbols, restricted, can_short, ids, len(names) + 1)
+        return cls(symbols, restricted, can_short, ids, len(names) + 1, tuple(names) + ("",))
 
 
 def market_config(pir: PolicyIR) -> mk.MarketConfig:
@@ -104,7 +105,7 @@ class StepBuilder:
         self.bpy = bars_per_year(policy.bar_seconds)
         self.ctx = Ctx(self.N, self.bpy, policy.horizon, universe.restricted, universe.can_short,
                        universe.sector_ids, universe.n_sectors, spec.risk.gross_max,
-                       spec.risk.position_max)
+                       spec.risk.position_max, universe.sector_names)
         used = active_components(spec)
         self.target = next((c.name, c.factory(s)) for c, s in used
                            if c.slot in ("sizing", "portfolio"))

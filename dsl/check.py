@@ -19,6 +19,7 @@ from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES, 
 from . import ast as A
 from .diagnostics import Diagnostics, Label, suggestion
 from .expr import format_expr, parse_expr, span_in
+from .portfolio_check import check_constraints, check_stress, exposure_features
 from .quantity import QuantityError, fraction
 from .schema import MAX_WINDOW, PolicySpec
 from .source import SourceFile, Span
@@ -162,6 +163,8 @@ class Checker:
         rules = self.check_rules()
         limits = self.check_risk()
         self.check_targets()
+        check_constraints(self)
+        check_stress(self)
         self.check_compliance()
         self.check_unused()
         if self.diags.has_errors:
@@ -172,6 +175,7 @@ class Checker:
         roots = [("signal " + k, e) for k, e in signal.items()]
         roots += [("gate " + k, e) for k, e in gates.items()]
         roots += [("rule " + k, r.when) for k, r in rules.items() if r.when is not None]
+        roots += [("exposure " + k, self.feature_src[k]) for k in exposure_features(self.spec)]
         for label, e in roots:
             lookbacks[label], maxes[label] = self.lb.get(e, (0, 0))
         extra = self.builtin_lookbacks()
@@ -567,7 +571,7 @@ class Checker:
         places += [(("signal", k), None) for k in ("mu", "sigma")]
         places += [(("gates", k), None) for k in self.declared("gates")]
         places += [(("stand_down", k, "when"), None) for k in self.declared("stand_down")]
-        used: set[str] = set()
+        used: set[str] = set(exposure_features(self.spec))
         for path, owner in places:
             n = self.node(*path)
             if isinstance(n, ScalarNode):
