@@ -571,7 +571,8 @@ class Checker:
         places += [(("signal", k), None) for k in ("mu", "sigma")]
         places += [(("gates", k), None) for k in self.declared("gates")]
         places += [(("stand_down", k, "when"), None) for k in self.declared("stand_down")]
-        used: set[str] = set(exposure_features(self.spec))
+        exposure = self.node("portfolio", "constraints", "exposure")
+        used: set[str] = set(exposure.keys() if isinstance(exposure, MapNode) else [])
         for path, owner in places:
             n = self.node(*path)
             if isinstance(n, ScalarNode):

@@ -79,15 +79,20 @@ def _moves(s: Settings, ctx):
     return out
 
 
-def stress_loss(w, history, s: Settings, ctx):
-    """The largest loss of the book ``w`` over the scenarios (NaN when a held instrument's
-    window is not complete)."""
+def estimates(history, window: int):
+    """What the losses read from the window: (complete [N], covariance [N, N], beta [N])."""
     rows, age, last_bad, pos = history
-    complete = last_bad <= pos - s.window
-    incomplete = jnp.any((w != 0) & ~complete)
-    cov, _ = ledoit_wolf(jnp.where(complete[None, :], rows, 0.0), age < s.window)
+    complete = last_bad <= pos - window
+    cov, _ = ledoit_wolf(jnp.where(complete[None, :], rows, 0.0), age < window)
     u = jnp.where(complete, 1.0, 0.0) / jnp.maximum(complete.sum(), 1)
-    beta = cov @ u / jnp.maximum(u @ cov @ u, TOL)
+    return complete, cov, cov @ u / jnp.maximum(u @ cov @ u, TOL)
+
+
+def stress_loss(w, history, s: Settings, ctx, est=None):
+    """The largest loss of the book ``w`` over the scenarios (NaN when a held instrument's
+    window is not complete); ``est`` from `estimates`, computed when not given."""
+    complete, cov, beta = estimates(history, s.window) if est is None else est
+    incomplete = jnp.any((w != 0) & ~complete)
     wc = jnp.where(complete, w, 0.0)
     sd = jnp.sqrt(jnp.maximum(wc @ cov @ wc, 0.0))
     z = normal_tail(s.confidence, False)
@@ -100,7 +105,8 @@ def make(s: Settings):
     def update(inputs, ctx):
         history = inputs["est"]["history"]
         free, fixed, locked = split(inputs)
-        loss = lambda x: stress_loss(x, history, s, ctx)  # noqa: E731
+        est = estimates(history, s.window)
+        loss = lambda x: stress_loss(x, history, s, ctx, est)  # noqa: E731
         whole = loss(free + fixed)
 
         def homogeneous(_):

@@ -36,7 +36,8 @@ from typing import Literal
 from crowe.dsl.fields import Section, frac, window
 from crowe.stdlib._jax import jnp, lax
 from crowe.stdlib.component import Component, Need, stateless
-from crowe.stdlib.risk import TOL, changed, largest_scale, parametric_loss, split, tail_loss
+from crowe.stdlib.risk import (TOL, changed, largest_scale, parametric_loss, split, tail_loss,
+                               window_covariance)
 
 
 Window = window("`window`")
@@ -53,8 +54,12 @@ def _make(es: bool):
         def update(inputs, ctx):
             history = inputs["est"]["history"]
             free, fixed, locked = split(inputs)
-            of = parametric_loss if s.method == "parametric" else tail_loss
-            loss = lambda x: of(x, history, s.window, s.confidence, es)  # noqa: E731
+            if s.method == "parametric":
+                est = window_covariance(history, s.window)
+                loss = lambda x: parametric_loss(x, history, s.window, s.confidence, es,  # noqa
+                                                 est)
+            else:
+                loss = lambda x: tail_loss(x, history, s.window, s.confidence, es)  # noqa
             whole = loss(free + fixed)
 
             def homogeneous(_):
