@@ -312,7 +312,7 @@ def _with(path: str, value, base=BOOK) -> dict:
     ("portfolio.constraints.exposure", {"betta": [-0.1, 0.1]}, "E0401", "`betta` is not a feature"),
     ("portfolio.constraints.exposure", {"beta": [0.1, -0.1]}, "E0304", "is empty"),
     ("portfolio.constraints.net", ["5%"], "E0304", "`[low, high]`"),
-    ("portfolio.constraints.net", ["30%", "40%"], "E0321", "within `gross`"),
+    ("portfolio.constraints.net", ["85%", "90%"], "E0321", "within `gross`"),
     ("portfolio.constraints.sector_net", ["20%", "30%"], "E0321", "within `net`"),
     ("portfolio.constraints.gross", "500", "E0304", "out of range"),
     ("portfolio.constraints.net", ["2%", "5%"], "W0306", "excludes 0"),
