@@ -32,7 +32,8 @@ the interior-point method of `crowe.stdlib.portfolio.qp` with at most ``iteratio
 optimizer then also knows what the step does after it: an instrument that cannot trade this bar
 is held at its last weight, a closed gate allows reducing only, excluded and restricted
 instruments are 0 and one without a locate cannot be short. So the constraints hold for the
-target book as the step leaves it (the risk overlays after it only shrink weights). A problem
+target book as the step leaves it; the risk overlays after it only scale weights toward zero,
+which keeps every bound that contains 0 while no position is held fixed. A problem
 that does not converge (an infeasible one, such as a net floor when nothing may trade) targets
 0 for every instrument that may trade, with the reason ``unsolved``; the state keeps the steps
 used (``iterations``), ``solved`` and the largest constraint violation (``violation``).

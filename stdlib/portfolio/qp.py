@@ -16,9 +16,9 @@ residual ``G x + s - h`` shrinks to zero), so no feasible point is needed.
 The shapes are static and the loop is a ``while_loop`` bounded by ``iterations``: it stops
 once the primal and dual residuals and the duality gap are below ``tol`` (relative to the
 problem's scale), and otherwise reports that it did not converge (an infeasible problem, or too
-few steps): guards are flags, never exceptions. Small problems of the portfolio methods (a few
-dozen variables and a few hundred constraints) converge in 15 to 30 steps to residuals near
-1e-13.
+few steps): guards are flags, never exceptions. ``converged`` says that the residuals and the
+gap are below 1e-9. Small problems of the portfolio methods (a few dozen variables and a few
+hundred constraints) converge in 12 to 20 steps, to objectives within 1e-10 of cvxpy's.
 
 >>> import jax
 >>> jax.config.update("jax_enable_x64", True)   # as in the compiled step
