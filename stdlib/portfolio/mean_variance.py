@@ -1,4 +1,4 @@
-"""Robust mean-variance by accelerated proximal gradient (FISTA).
+"""Robust mean-variance: accelerated proximal gradient (FISTA), or with constraints a QP.
 
 For the instruments that may trade, solves
 
