@@ -69,7 +69,7 @@ def _infeasible(ck, c, path: tuple) -> None:
     """Bounds that contradict each other, or the position limit and the universe."""
     def bad(key: str, message: str, help: str, other: tuple | None = None) -> None:
         secondary = [Label(ck.span(*other), "and this")] if other else []
-        ck.diags.add("E0321", message, ck.span(*path, key), help=help, secondary=secondary)
+        ck.diags.add("E0330", message, ck.span(*path, key), help=help, secondary=secondary)
 
     long_only = getattr(ck.spec.portfolio, "long_only", False) is True
     for key, gkey in (("net", "gross"), ("sector_net", "sector_gross")):
@@ -109,7 +109,7 @@ def _empty_book(ck, c, path: tuple) -> None:
         if lohi is None or lohi[0] <= 0 <= lohi[1]:
             continue
         where = key if isinstance(key, str) else key[1]
-        ck.diags.add("W0306", f"the range of `{where}` excludes 0, so an empty book breaks it",
+        ck.diags.add("W0330", f"the range of `{where}` excludes 0, so an empty book breaks it",
                      ck.span(*path, *((key,) if isinstance(key, str) else key)),
                      help="while nothing may trade (the warm-up, a gap) the optimizer finds no "
                      "book and targets 0 with the reason `unsolved`; a range such as "

@@ -120,7 +120,7 @@ def test_constrained_mean_variance_matches_cvxpy(solver, case, seed):
 
 def test_an_infeasible_problem_is_flagged_not_solved(solver):
     cov, mu, prev, beta, lo, hi = _problem(0)
-    # the checker refuses this one (E0321); the shapes are those of the "floor" case
+    # the checker refuses this one (E0330); the shapes are those of the "floor" case
     c = mv.Constraints(net=[0.5, 0.6], gross=0.4, exposure={"beta": [-1.0, 1.0]})
     w, info = solver(*(jnp.asarray(a) for a in (mu, cov, prev, lo, hi)),
                      mv.rows(c, SECTORS, K, {"beta": jnp.asarray(beta)}))
@@ -312,10 +312,10 @@ def _with(path: str, value, base=BOOK) -> dict:
     ("portfolio.constraints.exposure", {"betta": [-0.1, 0.1]}, "E0401", "`betta` is not a feature"),
     ("portfolio.constraints.exposure", {"beta": [0.1, -0.1]}, "E0304", "is empty"),
     ("portfolio.constraints.net", ["5%"], "E0304", "`[low, high]`"),
-    ("portfolio.constraints.net", ["85%", "90%"], "E0321", "within `gross`"),
-    ("portfolio.constraints.sector_net", ["20%", "30%"], "E0321", "within `net`"),
+    ("portfolio.constraints.net", ["85%", "90%"], "E0330", "within `gross`"),
+    ("portfolio.constraints.sector_net", ["20%", "30%"], "E0330", "within `net`"),
     ("portfolio.constraints.gross", "500", "E0304", "out of range"),
-    ("portfolio.constraints.net", ["2%", "5%"], "W0306", "excludes 0"),
+    ("portfolio.constraints.net", ["2%", "5%"], "W0330", "excludes 0"),
     ("risk.stress.scenarios", {"x": {"sector": {"finance": "-10%"}}}, "E0401",
      "`finance` is not a sector"),
     ("risk.stress.scenarios", {"x": {}}, "E0304", "needs a shock"),
@@ -330,7 +330,7 @@ def test_bad_specs_get_clear_diagnostics(path, value, code, words):
 def test_constraints_that_cannot_hold_are_refused():
     long_short = _with("portfolio.constraints.net", ["-20%", "-10%"])
     long_short["portfolio"]["long_only"] = True
-    assert ("E0321" in [c for c, _ in _codes(long_short)])
+    assert ("E0330" in [c for c, _ in _codes(long_short)])
     no_sectors = copy.deepcopy(BOOK)
     no_sectors["universe"].pop("sectors")
     assert "E0313" in [c for c, _ in _codes(no_sectors)]
