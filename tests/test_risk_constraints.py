@@ -319,6 +319,8 @@ def _with(path: str, value, base=BOOK) -> dict:
     ("risk.stress.scenarios", {"x": {"sector": {"finance": "-10%"}}}, "E0401",
      "`finance` is not a sector"),
     ("risk.stress.scenarios", {"x": {}}, "E0304", "needs a shock"),
+    ("risk.var", {"confidence": "99%", "window": 1, "max": "2%", "method": "parametric"},
+     "E0304", "at least 2 bars"),
 ])
 def test_bad_specs_get_clear_diagnostics(path, value, code, words):
     base = copy.deepcopy(BOOK)

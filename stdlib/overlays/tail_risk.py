@@ -33,7 +33,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from crowe.dsl.fields import Section, frac, window
+from pydantic import model_validator
+
+from crowe.dsl.fields import Section, fail, frac, window
 from crowe.stdlib._jax import jnp, lax
 from crowe.stdlib.component import Component, Need, stateless
 from crowe.stdlib.risk import (TOL, changed, largest_scale, parametric_loss, split, tail_loss,
@@ -47,6 +49,13 @@ class Settings(Section):
     window: Window
     max: frac(0.0, 1.0, lo_open=True, hi_open=True, what="limit")
     method: Literal["historical", "parametric"] = "historical"
+
+    @model_validator(mode="after")
+    def _covariance_window(self):
+        if self.method == "parametric" and self.window < 2:
+            raise fail("range", "a parametric VaR or ES needs a `window` of at least 2 bars",
+                       "a covariance needs at least 2 returns: raise `window`")
+        return self
 
 
 def _make(es: bool):
