@@ -33,15 +33,17 @@ optimizer then also knows what the step does after it: an instrument that cannot
 is held at its last weight, a closed gate allows reducing only, excluded and restricted
 instruments are 0 and one without a locate cannot be short. So the constraints hold for the
 target book as the step leaves it; the risk overlays after it only scale weights toward zero,
-which keeps every bound that contains 0 while no position is held fixed. A problem
-that does not converge (an infeasible one, such as a net floor when nothing may trade) targets
-0 for every instrument that may trade, with the reason ``unsolved``; the state keeps the steps
-used (``iterations``), ``solved`` and the largest constraint violation (``violation``).
+which keeps every bound that contains 0 while no position is held fixed. A solve that
+does not converge has the reason ``unsolved``: its best iterate is kept when it meets every
+constraint to 1e-9 (near-optimal and safe), else (an infeasible problem, such as a net floor
+when nothing may trade) every instrument that may trade is targeted at 0. The state keeps the
+steps used (``iterations``), ``solved`` and the largest constraint violation (``violation``).
 
 >>> import jax
 >>> jax.config.update("jax_enable_x64", True)   # as in the compiled step
 >>> c = Constraints(net=[-0.1, 0.1], gross=1.0)
->>> w, info = solve_constrained(jnp.array([0.02, 0.01, -0.01]), jnp.eye(3) * 0.04,
+>>> solve_jit = jax.jit(solve_constrained, static_argnums=(5, 6, 7, 9))
+>>> w, info = solve_jit(jnp.array([0.02, 0.01, -0.01]), jnp.eye(3) * 0.04,
 ...     jnp.zeros(3), jnp.full(3, -1.0), jnp.ones(3), 1.0, 0.0, 0.0,
 ...     rows(c, (0, 0, 0), 1, {}), 100)
 >>> [round(float(x), 6) for x in w], bool(info["converged"])
@@ -69,6 +71,7 @@ from . import qp
 
 EPS = 1e-12
 FIXED = 1e-15          # a box narrower than this fixes the weight
+FEASIBLE = 1e-9        # an unconverged solve is kept when it meets every constraint this well
 
 
 def _range(limit: float, what: str):
@@ -272,7 +275,8 @@ def make(s: Settings):
             s.risk_aversion, s.turnover_penalty, s.l1_penalty,
             rows(con, ctx.sector_ids, ctx.n_sectors, exp0), s.iterations)
         ok = info["converged"]
-        w = jnp.where(ok, w, jnp.where(hi - lo <= FIXED, lo, 0.0))
+        feasible = info["violation"] <= FEASIBLE
+        w = jnp.where(ok | feasible, w, jnp.where(hi - lo <= FIXED, lo, 0.0))
         hits = {"no_history": inputs["tradable"] & ~ready,
                 "no_exposure": inputs["tradable"] & ready & ~known,
                 "unsolved": usable & ~ok}
