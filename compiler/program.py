@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crowe.dsl.check import CheckedPolicy, needs
+from crowe.dsl.portfolio_check import exposure_features
 from crowe.stdlib.components import IMPACT_WINDOW
 from crowe.dsl.types import DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type
 from crowe.stdlib.registry import BAR_FIELDS
@@ -104,6 +105,9 @@ def to_ir(p: CheckedPolicy) -> PolicyIR:
         aux["weight"] = b.build(p.sizing_weight)
     series = {k: b.build(r.series) for k, r in p.rules.items() if r.series is not None}
     roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux, "series": series}
+    exposures = exposure_features(p.spec)
+    if exposures:   # the features the optimizer's exposure constraints read
+        roots["exposures"] = {k: b.feature(k) for k in exposures}
     roots = cse(fold(roots))
     defaults = {k: v.default for k, v in p.params.items()}
     look = lookback(roots, defaults)

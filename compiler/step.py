@@ -67,6 +67,7 @@ class Universe:
     can_short: tuple[bool, ...]
     sector_ids: tuple[int, ...]
     n_sectors: int
+    sector_names: tuple[str, ...] = ()
 
     @classmethod
     def bind(cls, pir: PolicyIR, symbols) -> "Universe":
@@ -81,7 +82,7 @@ class Universe:
         # symbols with no sector share one "unknown" sector, capped like the others
         ids = tuple(names.index(spec.universe.sectors[s]) if spec.universe.sectors and
                     s in spec.universe.sectors else len(names) for s in symbols)
-        return cls(symbols, restricted, can_short, ids, len(names) + 1)
+        return cls(symbols, restricted, can_short, ids, len(names) + 1, tuple(names) + ("",))
 
 
 def market_config(pir: PolicyIR) -> mk.MarketConfig:
@@ -108,7 +109,7 @@ class StepBuilder:
         self.bpy = bars_per_year(policy.bar_seconds)
         self.ctx = Ctx(self.N, self.bpy, policy.horizon, universe.restricted, universe.can_short,
                        universe.sector_ids, universe.n_sectors, spec.risk.gross_max,
-                       spec.risk.position_max)
+                       spec.risk.position_max, universe.sector_names)
         used = active_components(spec)
         self.target = next((c.name, c.factory(s)) for c, s in used
                            if c.slot in ("sizing", "portfolio"))
@@ -297,6 +298,9 @@ class StepBuilder:
         w_cur = jnp.where(E > 0, book.positions * price / E, 0.0)
         inputs = {"mu": mu, "sigma": sigma, "tradable": tradable, "est": vals["aux"],
                   "w_prev": state["weights"]}
+        # what the step does after the target, for an optimizer that keeps its constraints
+        inputs.update(w_cur=w_cur, locked=~ok, gates=gates, exclude=mon["exclude"],
+                      exposures=vals.get("exposures", {}))
         out, hits, target_state = self.target[1].update(inputs, state["target"], self.ctx)
         reasons = reasons | self.flags(hits)
         w = jnp.where(gates, out["w"], _reduce_only(out["w"], w_cur))

@@ -20,6 +20,7 @@ from crowe.stdlib.registry import (ACTIONS, BAR_FIELDS, FUNCTIONS, HOLDINGS, SIG
 from . import ast as A
 from .diagnostics import Diagnostics, Label, closest_names, suggestion
 from .expr import format_expr, parse_expr, span_in
+from .portfolio_check import check_constraints, check_stress, exposure_features
 from .quantity import QuantityError, fraction
 from .schema import MAX_WINDOW, PolicySpec
 from .source import SourceFile, Span
@@ -175,6 +176,8 @@ class Checker:
         rules = self.check_rules()
         limits = self.check_risk()
         self.check_targets()
+        check_constraints(self)
+        check_stress(self)
         self.check_compliance()
         self.check_unused()
         if self.diags.has_errors:
@@ -188,6 +191,7 @@ class Checker:
         roots += [("rule " + k, r.when) for k, r in rules.items() if r.when is not None]
         roots += [("sizing weight", weight)] if weight is not None else []
         roots += [("series " + k, r.series) for k, r in rules.items() if r.series is not None]
+        roots += [("exposure " + k, self.feature_src[k]) for k in exposure_features(self.spec)]
         for label, e in roots:
             lookbacks[label], maxes[label] = self.lb.get(e, (0, 0))
         extra = self.builtin_lookbacks()
@@ -658,7 +662,8 @@ class Checker:
         places += [(("stand_down", k, "when"), None) for k in self.declared("stand_down")]
         places += [(("sizing", "weight"), None)]
         places += [(("stand_down", k, "series"), None) for k in self.declared("stand_down")]
-        used: set[str] = set()
+        exposure = self.node("portfolio", "constraints", "exposure")
+        used: set[str] = set(exposure.keys() if isinstance(exposure, MapNode) else [])
         for path, owner in places:
             n = self.node(*path)
             if isinstance(n, ScalarNode):

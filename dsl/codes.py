@@ -56,6 +56,7 @@ CODES = {
     "E0313": "a sector limit without a sector for each symbol",
     "E0314": "sections that conflict: both set the same thing",
     "E0320": "a parameter whose range is empty or excludes its default",
+    "E0330": "optimizer constraints that no book can meet",
     "E0401": "a name that is not a defined value",
     "E0402": "a signal value used where it is not available",
     "E0403": "features that depend on each other in a cycle",
@@ -83,6 +84,7 @@ CODES = {
     "W0304": "locates listed while shorting is not allowed",
     "W0305": "a symbol both restricted and listed for locates",
     "W0306": "an order notional cap so large that no order of a real book reaches it",
+    "W0330": "an optimizer constraint that the empty book breaks",
 }
 
 

@@ -500,6 +500,28 @@ compliance:
   max_order_notional: 5000000000000""", """
 compliance:
   max_order_notional: 250000    # the largest single order you would accept"""),
+    "E0330": _e("""
+The optimizer's constraints contradict each other or the rest of the policy, so no book meets
+them: a net range outside the gross bound (a net exposure is at most the gross exposure), a
+short net range on a long-only book, more net exposure than the instruments can hold at the
+position limit, or sector net ranges that cannot add up within the net range. The optimizer
+would never find a solution and the policy would never trade.""", """
+portfolio:
+  method: mean_variance
+  constraints: {net: [20%, 30%], gross: 10%}""", """
+portfolio:
+  method: mean_variance
+  constraints: {net: [-5%, 5%], gross: 10%}"""),
+    "W0330": _e("""
+A constraint's range excludes 0, so the empty book breaks it: while nothing may trade (the
+warm-up, a data gap, a halt) the optimizer finds no book, targets 0 and reports `unsolved`.""",
+                """
+portfolio:
+  method: mean_variance
+  constraints: {net: [5%, 10%]}""", """
+portfolio:
+  method: mean_variance
+  constraints: {net: [0%, 10%]}"""),
 }
 
 

@@ -65,6 +65,7 @@ class Ctx(NamedTuple):
     n_sectors: int
     gross_max: float
     position_max: float
+    sector_names: tuple[str, ...] = ()   # by sector id (the last: symbols without a sector)
 
 
 class Transform(NamedTuple):

@@ -10,7 +10,7 @@ from .detectors import (change_point, condition, crash_sentinel, data_gap, drift
                         regime, vol_spike)
 from .execution import limit, market, order_size, throttle
 from .limits import from_peak, intraday, trailing_stop
-from .overlays import gross_cap, net_cap, position_cap, sector_cap, tail_risk
+from .overlays import gross_cap, net_cap, position_cap, sector_cap, stress, tail_risk
 from .portfolio import mean_variance
 from .sizing import equal, inverse_vol, kelly_tempered, vol_target, weight
 
@@ -26,7 +26,7 @@ SIZING = _registry("sizing", kelly_tempered.COMPONENT, vol_target.COMPONENT, equ
                    inverse_vol.COMPONENT, weight.COMPONENT)
 PORTFOLIO = _registry("portfolio", mean_variance.COMPONENT)
 OVERLAYS = _registry("overlay", position_cap.COMPONENT, sector_cap.COMPONENT, net_cap.COMPONENT,
-                     gross_cap.COMPONENT, tail_risk.VAR, tail_risk.ES)
+                     gross_cap.COMPONENT, tail_risk.VAR, tail_risk.ES, stress.COMPONENT)
 LIMITS = _registry("limit", intraday.COMPONENT, from_peak.COMPONENT, trailing_stop.COMPONENT)
 DETECTORS = _registry("detector", data_gap.COMPONENT, vol_spike.COMPONENT,
                       loss_streak.COMPONENT, regime.COMPONENT, change_point.COMPONENT,
@@ -60,8 +60,6 @@ NOT_AVAILABLE = {
                               "calendar days: remove it",
     ("compliance", "wash_trade_prevention"): "the step sends at most one order per instrument "
                                              "and bar, so it cannot trade with itself: remove it",
-    ("risk", "var", "method"): "VaR is historical (from the window's returns): remove it",
-    ("risk", "es", "method"): "ES is historical (from the window's returns): remove it",
 }
 
 

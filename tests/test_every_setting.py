@@ -156,6 +156,13 @@ SENTINEL = plus(stand_down__crash_sentinel={"window": 42, "z_window": 126, "redu
 LOCATES = plus(compliance={"shorting": {"allowed": True, "locate_required": True,
                                         "locates": ["GOOG", "IBM", "MSFT"]}})
 WEIGHT = plus(signal=None, sizing={"method": "weight", "weight": "where(trend > 0, 20%, -10%)"})
+CONSTRAINED = plus(OPTIMIZED, universe__sectors=SECTORS["universe"]["sectors"],
+                   features__beta="vol / cs_mean(vol)",
+                   portfolio__constraints={"gross": "150%"})
+STRESS = plus(SECTORS, risk__sector_max=None,
+              risk__stress={"max": "5%", "window": 60, "scenarios": {
+                  "crash": {"market": "-20%"}, "panic": {"vol": 2},
+                  "chips": {"sector": {"hardware": "-30%"}}}})
 SIZES = {m: plus(sizing={"method": m, **extra}) for m, extra in (
     ("vol_target", {"vol_target": "10%"}), ("equal", {}), ("inverse_vol", {}))}
 
@@ -211,6 +218,18 @@ VARIANTS = {
         OPTIMIZED, plus(OPTIMIZED, portfolio__covariance__window=30), "changes"),
     "portfolio[mean_variance].iterations": (
         OPTIMIZED, plus(OPTIMIZED, portfolio__iterations=3), "changes"),
+    "portfolio[mean_variance].constraints.net": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__net=["-5%", "5%"]), "changes"),
+    "portfolio[mean_variance].constraints.gross": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__gross="50%"), "changes"),
+    "portfolio[mean_variance].constraints.sector_net": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__sector_net=["-10%", "10%"]),
+        "changes"),
+    "portfolio[mean_variance].constraints.sector_gross": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__sector_gross="30%"), "changes"),
+    "portfolio[mean_variance].constraints.exposure.*": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__exposure={"beta": [-0.1, 0.1]}),
+        "changes"),
     "risk.position_max": (MIN, plus(risk__position_max="20%"), "changes"),
     "risk.sector_max": (SECTORS, plus(SECTORS, risk__sector_max="40%"), "changes"),
     "risk.net_max": (MIN, plus(risk__net_max="20%"), "changes"),
@@ -221,6 +240,19 @@ VARIANTS = {
     "risk.es.confidence": (ES, plus(ES, risk__es__confidence="99%"), "changes"),
     "risk.es.window": (ES, plus(ES, risk__es__window=30), "changes"),
     "risk.es.max": (ES, plus(ES, risk__es__max="3%"), "changes"),
+    "risk.var.method": (VAR, plus(VAR, risk__var__method="parametric"), "changes"),
+    "risk.es.method": (ES, plus(ES, risk__es__method="parametric"), "changes"),
+    "risk.stress.max": (STRESS, plus(STRESS, risk__stress__max="3%"), "changes"),
+    "risk.stress.window": (STRESS, plus(STRESS, risk__stress__window=30), "changes"),
+    "risk.stress.confidence": (STRESS, plus(STRESS, risk__stress__confidence="99.9%"),
+                               "changes"),
+    "risk.stress.scenarios.*.market": (
+        STRESS, plus(STRESS, risk__stress__scenarios__crash__market="-80%"), "changes"),
+    "risk.stress.scenarios.*.sector.*": (
+        STRESS, plus(STRESS, risk__stress__scenarios__chips__sector={"hardware": "-90%"}),
+        "changes"),
+    "risk.stress.scenarios.*.vol": (
+        STRESS, plus(STRESS, risk__stress__scenarios__panic__vol=4), "changes"),
     "risk.drawdown.intraday.action": (
         INTRADAY, plus(INTRADAY, risk__drawdown__intraday__action="flatten"), "changes"),
     "risk.drawdown.intraday.cooldown": (
