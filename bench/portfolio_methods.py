@@ -35,7 +35,7 @@ def inputs(n: int, seed: int) -> dict:
 def measure(name: str, n: int, repeats: int, seed: int) -> dict:
     c = reg.PORTFOLIO[name]
     t = c.factory(c.settings.model_validate(dict(METHODS[name], covariance={"window": WINDOW})))
-    ctx = Ctx(n, 252.0, 1, (False,) * n, (True,) * n, (0,) * n, 1, 1.0, 0.1,
+    ctx = Ctx(n, 252.0, 1, (False,) * n, (True,) * n, (0,) * n, 1, 1.0, 0.1, symbols=
               tuple(f"S{i}" for i in range(n)))
     f = jax.jit(lambda i: t.update(i, t.init(ctx), ctx)[0]["w"])
     ins = inputs(n, seed)

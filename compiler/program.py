@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crowe.dsl.check import CheckedPolicy, needs
+from crowe.dsl.portfolio_check import exposure_features
 from crowe.stdlib.components import IMPACT_WINDOW
 from crowe.dsl.types import DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type
 from crowe.stdlib.registry import BAR_FIELDS
@@ -81,7 +82,7 @@ def builtin_roots(p: CheckedPolicy) -> dict:
     for need in needs(p.spec):
         if need.series == "vol":
             aux[need.key] = _stdev(r1, need.window)
-        else:
+        elif need.series == "history":
             history = max(history, need.window)
     if history:
         aux["history"] = ir.History(FLOAT, r1, history)
@@ -91,12 +92,22 @@ def builtin_roots(p: CheckedPolicy) -> dict:
 def to_ir(p: CheckedPolicy) -> PolicyIR:
     b = Builder(p)
     sig = {k: b.build(e) for k, e in p.signal.items()}
-    sig["prob_edge"] = ir.ProbEdge(FLOAT, sig["mu"], sig["sigma"], float(p.spec.signal.cost))
+    if p.spec.signal is None:        # weights given directly: no forecast, NaN in the results
+        nan = ir.Const(_NUM, float("nan"))
+        sig = {"mu": nan, "sigma": nan}
+    cost = float(p.spec.signal.cost) if p.spec.signal is not None else 0.0
+    sig["prob_edge"] = ir.ProbEdge(FLOAT, sig["mu"], sig["sigma"], cost)
     b.signal = sig
     gates = {k: b.build(e) for k, e in p.gates.items()}
     aux = builtin_roots(p)
     rules = {k: b.build(r.when) for k, r in p.rules.items() if r.when is not None}
-    roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux}
+    if p.sizing_weight is not None:
+        aux["weight"] = b.build(p.sizing_weight)
+    series = {k: b.build(r.series) for k, r in p.rules.items() if r.series is not None}
+    roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux, "series": series}
+    exposures = exposure_features(p.spec)
+    if exposures:   # the features the optimizer's exposure constraints read
+        roots["exposures"] = {k: b.feature(k) for k in exposures}
     roots = cse(fold(roots))
     defaults = {k: v.default for k, v in p.params.items()}
     look = lookback(roots, defaults)

@@ -8,11 +8,14 @@ order:
    invalid this bar (its fields become NaN, it is not traded, it keeps its position).
 2. Book the fills the broker reports for the orders decided at the previous bar, accrue borrow
    on shorts and financing on negative cash, and mark the book to the close.
-3. Evaluate the policy's expressions (features, forecast, gates, stand-down conditions) and the
-   estimators the components read.
+3. Evaluate the policy's expressions (features, forecast, gates, stand-down conditions, a
+   weight sizing's weight) and the estimators the components read; expressions also see the
+   book after this bar's fills (`crowe.stdlib.holdings`: position, weight, bars held, entry
+   price).
 4. Monitors: the limits (drawdowns, trailing stop) and the stand-down rules; each that fires
    holds its action for its cooldown and for as long as it fires. The most severe action in force
-   sets the trading state.
+   sets the trading state. A detector's statistics are decision outputs (`detector:RULE.NAME`),
+   and a detector's kill level flattens and sets the decision's `kill_switch`.
 5. Targets: the sizing method or the portfolio optimizer on the instruments that may trade,
    gates (a closed gate allows holding or reducing, never opening or adding), exclusions,
    compliance (restricted symbols, shorts without a locate), then the overlays in registry order
@@ -35,6 +38,7 @@ from crowe.stdlib import bars
 from crowe.stdlib import components as reg
 from crowe.stdlib import market as mk
 from crowe.stdlib.component import Ctx, chain
+from crowe.stdlib.holdings import holdings_init, holdings_update, holdings_view
 from crowe.stdlib.states import ACTIVE, FLATTENING, HALTED, REDUCING, SEVERITY
 
 from . import ir
@@ -63,6 +67,7 @@ class Universe:
     can_short: tuple[bool, ...]
     sector_ids: tuple[int, ...]
     n_sectors: int
+    sector_names: tuple[str, ...] = ()
 
     @classmethod
     def bind(cls, pir: PolicyIR, symbols) -> "Universe":
@@ -77,7 +82,7 @@ class Universe:
         # symbols with no sector share one "unknown" sector, capped like the others
         ids = tuple(names.index(spec.universe.sectors[s]) if spec.universe.sectors and
                     s in spec.universe.sectors else len(names) for s in symbols)
-        return cls(symbols, restricted, can_short, ids, len(names) + 1)
+        return cls(symbols, restricted, can_short, ids, len(names) + 1, tuple(names) + ("",))
 
 
 def market_config(pir: PolicyIR) -> mk.MarketConfig:
@@ -104,7 +109,7 @@ class StepBuilder:
         self.bpy = bars_per_year(policy.bar_seconds)
         self.ctx = Ctx(self.N, self.bpy, policy.horizon, universe.restricted, universe.can_short,
                        universe.sector_ids, universe.n_sectors, spec.risk.gross_max,
-                       spec.risk.position_max, universe.symbols)
+                       spec.risk.position_max, universe.sector_names, universe.symbols)
         used = active_components(spec)
         self.target = next((c.name, c.factory(s)) for c, s in used
                            if c.slot in ("sizing", "portfolio"))
@@ -157,6 +162,7 @@ class StepBuilder:
             "rules": {n: t.init(ctx) for n, t in self.rules.items()},
             "limit_cd": {n: i(0) for n in self.limits},
             "rule_cd": {n: jnp.zeros(N, jnp.int64) for n in self.rules},
+            "holding": holdings_init(N),
         }
 
     # -- the step -------------------------------------------------------------------------
@@ -166,6 +172,9 @@ class StepBuilder:
         fields = {k: jnp.where(ok, bar[k], jnp.nan) for k in bars.FIELDS}
         seen = state["seen"] | ok
         book, last_close, borrow, E, costs, traded = self.book(state, bar, ok)
+        holding = holdings_update(state["holding"], state["positions"],
+                                  book.positions - state["positions"], bar["fill_price"])
+        fields = dict(fields, **holdings_view(holding, book.positions, last_close, E))
         vals, xstate = self.low.evaluate(params, state["x"], fields, state["t"], ok)
         impact = {"vol": _last_finite(vals["aux"]["impact_vol"], state["impact"]["vol"]),
                   "adv": _last_finite(vals["aux"]["adv"], state["impact"]["adv"])}
@@ -176,7 +185,7 @@ class StepBuilder:
                                                   reasons)
         new = dict(state, x=xstate, t=state["t"] + 1, seen=seen, cash=book.cash,
                    positions=book.positions, last_close=last_close, equity=E, weights=w,
-                   impact=impact, **mon["state"], **tstate, **ostate)
+                   impact=impact, holding=holding, **mon["state"], **tstate, **ostate)
         value = book.positions * jnp.where(jnp.isfinite(last_close), last_close, 0.0)
         gross, net = jnp.abs(value).sum(), value.sum()
         ones = jnp.ones(self.N)
@@ -192,6 +201,7 @@ class StepBuilder:
             "prob_edge": vals["signal"]["prob_edge"] * ones,
             "adv": impact["adv"], "vol": impact["vol"], "tail_loss": tail,
             "borrow": borrow, "costs": costs, "traded_notional": traded,
+            "kill_switch": mon["kill"], **mon["stats"],
         }
         return new, decision
 
@@ -214,8 +224,10 @@ class StepBuilder:
         policy = self.pir.policy
         prev_E = state["equity"]
         inputs = {"E": E, "prev_E": prev_E, "ts": bar["ts"], "ok": ok, "seen": seen,
-                  "est": vals["aux"], "r_eq": E / prev_E - 1.0}
+                  "est": vals["aux"], "r_eq": E / prev_E - 1.0,
+                  "bar": {k: jnp.where(ok, bar[k], jnp.nan) for k in bars.FIELDS}}
         out = {"limits": {}, "rules": {}, "limit_cd": {}, "rule_cd": {}}
+        stats, kill = {}, jnp.asarray(False)
         level = jnp.maximum(state["override"], jnp.where(E > 0, ACTIVE, FLATTENING))
         scale, exclude = jnp.ones(self.N), jnp.zeros(self.N, bool)
         bits = jnp.asarray(0, jnp.int64)
@@ -226,9 +238,20 @@ class StepBuilder:
                 ins = dict(inputs)
                 if kind == "rule" and name in vals["rules"]:
                     ins["condition"] = jnp.broadcast_to(vals["rules"][name], (self.N,))
+                if kind == "rule":
+                    ins["series"] = _series(vals["series"].get(name, vals["aux"]["r1"]))
+                    ins["cooldown"] = info.cooldown
                 res, _, out[kind + "s"][name] = transforms[name].update(
                     ins, state[kind + "s"][name], self.ctx)
                 fired = jnp.asarray(res["fired"], bool)
+                if kind == "rule":   # a detector's statistics, and its kill switch
+                    stats.update({f"detector:{name}.{k}": jnp.asarray(v, jnp.float64)
+                                  for k, v in res.items() if k not in
+                                  ("fired", "kill", "kill_held") and jnp.ndim(v) == 0})
+                    if "kill" in res:
+                        kill = kill | res["kill"]
+                        level = jnp.maximum(level, jnp.where(res["kill_held"], FLATTENING,
+                                                             ACTIVE))
                 if kind == "rule":
                     fired = jnp.broadcast_to(fired, (self.N,))
                 cd_prev = state[kind + "_cd"][name]
@@ -248,7 +271,8 @@ class StepBuilder:
                     level = jnp.maximum(level, jnp.where(active.any(), SEVERITY[act.kind],
                                                          ACTIVE))
         return {"state": out, "trading_state": level, "scale": scale, "exclude": exclude,
-                "rule_active": rule_active, "portfolio_reasons": bits}
+                "rule_active": rule_active, "portfolio_reasons": bits, "stats": stats,
+                "kill": kill}
 
     # -- targets --------------------------------------------------------------------------
 
@@ -258,6 +282,8 @@ class StepBuilder:
         sigma = vals["signal"]["sigma"] * jnp.ones(self.N)
         warm = state["t"] >= self.warmup(params)
         forecast = jnp.isfinite(mu) & jnp.isfinite(sigma) & (sigma > 0)
+        if self.pir.spec.signal is None:   # weights given directly (`sizing: {method: weight}`)
+            forecast = jnp.ones(self.N, bool)
         tradable = ok & warm & forecast
         reasons = jnp.where(ok, 0, bit("invalid_data")) | jnp.where(warm, 0, bit("warmup")) | \
             jnp.where(forecast, 0, bit("no_forecast"))
@@ -272,6 +298,9 @@ class StepBuilder:
         w_cur = jnp.where(E > 0, book.positions * price / E, 0.0)
         inputs = {"mu": mu, "sigma": sigma, "tradable": tradable, "est": vals["aux"],
                   "w_prev": state["weights"]}
+        # what the step does after the target, for an optimizer that keeps its constraints
+        inputs.update(w_cur=w_cur, locked=~ok, gates=gates, exclude=mon["exclude"],
+                      exposures=vals.get("exposures", {}))
         out, hits, target_state = self.target[1].update(inputs, state["target"], self.ctx)
         reasons = reasons | self.flags(hits)
         w = jnp.where(gates, out["w"], _reduce_only(out["w"], w_cur))
@@ -335,6 +364,15 @@ def _valid(bar):
     for k in bars.PRICES:
         ok = ok & jnp.isfinite(bar[k]) & (bar[k] > 0)
     return ok & jnp.isfinite(bar["volume"]) & (bar["volume"] >= 0)
+
+
+def _series(x):
+    """The series a detector reads at this bar: a per-bar number, or the mean across the
+    instruments with a value (NaN when none has one)."""
+    if jnp.ndim(x) == 0:
+        return jnp.asarray(x, jnp.float64)
+    ok = jnp.isfinite(x)
+    return jnp.where(ok.any(), jnp.where(ok, x, 0.0).sum() / jnp.maximum(ok.sum(), 1), jnp.nan)
 
 
 def _last_finite(x, prev):

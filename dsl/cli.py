@@ -2,6 +2,8 @@
 
     crowe-compile --check policies/*.policy
     crowe-compile --check --format json broken.policy
+    crowe-compile --check --strict policies/*.policy     (warnings fail too)
+    crowe-compile --explain E0401                         (what a code means, with an example)
     crowe-compile policies/cs_mom_v1.policy -o cs_mom_v1.cpol [--data BARS] [--sign-key KEY]
 
 Exit status: 0 when no file has errors (warnings allowed), 1 when any has, 2 for a usage error or
@@ -25,7 +27,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def run_check(files: tuple[str, ...], fmt: str) -> int:
+def run_check(files: tuple[str, ...], fmt: str, strict: bool = False) -> int:
     results: list[CheckResult] = []
     unreadable = 0
     for path in files:
@@ -45,11 +47,13 @@ def run_check(files: tuple[str, ...], fmt: str) -> int:
         warnings = len(diags) - errors
         failed = sum(1 for r in results if r.errors)
         status = "ok" if not errors else f"{_plural(failed, 'file')} with errors"
+        if strict and warnings and not errors:
+            status = "warnings fail under --strict"
         click.echo(f"checked {_plural(len(results), 'file')}: {status} "
                    f"({_plural(errors, 'error')}, {_plural(warnings, 'warning')})")
     if unreadable:
         return 2
-    return 1 if any(r.errors for r in results) else 0
+    return 1 if any(r.errors or strict and r.warnings for r in results) else 0
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,29 +70,53 @@ def run_check(files: tuple[str, ...], fmt: str) -> int:
                    "(default: the bundled data).")
 @click.option("--sign-key", default=None, metavar="KEY",
               help="Sign the artifact as `author` with this private key.")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--strict", is_flag=True,
+              help="Warnings fail too: exit 1 (and write no artifact) when there is any.")
+@click.option("--explain", "explain_code", default=None, metavar="CODE",
+              help="Explain a diagnostic code (e.g. E0401) with an example and the fix.")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=True))
 def compile_cli(check_only: bool, fmt: str, output: str | None, data: str | None,
-                sign_key: str | None, files: tuple[str, ...]) -> None:
+                sign_key: str | None, strict: bool, explain_code: str | None,
+                files: tuple[str, ...]) -> None:
     """Check (and compile) Crowe Logic policy files."""
+    if explain_code is not None:
+        if files:
+            raise click.UsageError("--explain takes a code, not files")
+        sys.exit(run_explain(explain_code))
+    if not files:
+        raise click.UsageError("give a policy file (or --explain CODE)")
     if check_only:
         if output or data or sign_key:
             raise click.UsageError("--check writes nothing; drop -o, --data and --sign-key")
-        sys.exit(run_check(files, fmt))
+        sys.exit(run_check(files, fmt, strict))
     if len(files) != 1:
         raise click.UsageError("compile one policy at a time (or use --check for several)")
-    sys.exit(run_compile(files[0], output, data, sign_key, fmt))
+    sys.exit(run_compile(files[0], output, data, sign_key, fmt, strict))
+
+
+def run_explain(code: str) -> int:
+    from .codes import CODES
+    from .diagnostics import suggestion
+    from .explain import explain
+    key = code.strip().upper()
+    if key not in CODES:
+        hint = suggestion(key, CODES) or "the codes are listed in the README"
+        click.echo(f"error: `{code}` is not a diagnostic code; {hint}", err=True)
+        return 2
+    click.echo(explain(key), nl=False)
+    return 0
 
 
 def run_compile(path: str, output: str | None, data: str | None, sign_key: str | None,
-                fmt: str) -> int:
+                fmt: str, strict: bool = False) -> int:
     try:
         source = read_bytes(path)
     except UnreadableFile as e:
         click.echo(f"error: {e}", err=True)
         return 2
     result = check_bytes(source, path)
-    if not result.ok:
-        run_check((path,), fmt)
+    if not result.ok or strict and result.warnings:
+        run_check((path,), fmt, strict)
         return 1
     from crowe.compiler.export import CompileError, compile_file   # JAX only from here on
     from crowe.runtime.bundled import UniverseError, universe_symbols

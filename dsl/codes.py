@@ -57,6 +57,7 @@ CODES = {
     "E0314": "sections that conflict: both set the same thing",
     "E0315": "a risk budget for a symbol that is not in the universe",
     "E0320": "a parameter whose range is empty or excludes its default",
+    "E0330": "optimizer constraints that no book can meet",
     "E0401": "a name that is not a defined value",
     "E0402": "a signal value used where it is not available",
     "E0403": "features that depend on each other in a cycle",
@@ -83,6 +84,8 @@ CODES = {
     "W0303": "no drawdown limit",
     "W0304": "locates listed while shorting is not allowed",
     "W0305": "a symbol both restricted and listed for locates",
+    "W0306": "an order notional cap so large that no order of a real book reaches it",
+    "W0330": "an optimizer constraint that the empty book breaks",
 }
 
 

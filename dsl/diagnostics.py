@@ -138,8 +138,30 @@ def suggestion(word: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean `{best}`?" if best else None
 
 
+def closest_names(word: str, candidates: Iterable[str], n: int = 3) -> str | None:
+    """A help line naming up to `n` candidates close to `word`, closest first, or None when
+    none is close.
+
+    >>> closest_names("mena", ["mean", "demean", "max", "ret"])
+    'did you mean `mean` or `demean`?'
+    """
+    cands = sorted(set(candidates))
+    near = difflib.get_close_matches(word, cands, n=n, cutoff=0.6)
+    best = did_you_mean(word, cands)
+    if best is not None and best not in near:
+        near = [best] + near[:n - 1]
+    if not near:
+        return None
+    names = [f"`{c}`" for c in near]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return f"did you mean {listed}?"
+
+
 # ---------------------------------------------------------------------------------------------
 # Rendering
+
+MAX_SHOWN = 100   # characters of a source line shown; a longer one is cut around the span
+
 
 def _gutter_width(diag: Diagnostic) -> int:
     lines = [diag.span.line] + [lb.span.line for lb in diag.secondary]
@@ -156,10 +178,25 @@ def _snippet(source: SourceFile | None, span: Span, text: str | None, width: int
         length = max(1, span.end_column - span.column)
     else:
         length = max(1, len(line) - span.column + 1)
+    line, column, length = _window(line, span.column, length)
     underline = mark + "~" * (length - 1) if mark == "^" else mark * length
     out = [f"{str(span.line).rjust(width)} | {line}",
-           f"{pad} | {' ' * (span.column - 1)}{underline}{(' ' + text) if text else ''}"]
+           f"{pad} | {' ' * (column - 1)}{underline}{(' ' + text) if text else ''}"]
     return out
+
+
+def _window(line: str, column: int, length: int) -> tuple[str, int, int]:
+    """A line longer than `MAX_SHOWN` cut to the part around the span, `...` marking each cut:
+    (the text shown, the span's column in it, its length in it)."""
+    if len(line) <= MAX_SHOWN:
+        return line, column, length
+    length = min(length, MAX_SHOWN - 10)
+    context = (MAX_SHOWN - length) // 2
+    start = max(0, min(column - 1 - context, len(line) - MAX_SHOWN))
+    stop = start + MAX_SHOWN
+    head = "..." if start > 0 else ""
+    tail = "..." if stop < len(line) else ""
+    return head + line[start:stop] + tail, column - start + len(head), length
 
 
 def render_text(diag: Diagnostic, source: SourceFile | None = None) -> str:

@@ -21,8 +21,8 @@ from .files import read_limited
 from .quantity import NOT_ASCII_DIGIT
 from .schema import PolicySpec, Rules
 from .source import SourceFile, Span
-from .yamlload import (MAX_BYTES, MapNode, Node, ScalarNode, SeqNode, decode_source, load_yaml,
-                       to_plain)
+from .yamlload import (MAX_BYTES, MapNode, Node, ScalarNode, SeqNode, decode_source,
+                       document_start, load_yaml, to_plain)
 
 
 @dataclass
@@ -265,7 +265,7 @@ def _report(err: dict, path: list, node: Node | None, root: MapNode, source: Sou
         field, parent = path[-1] if path else str(err["loc"][-1]), path[:-1]
         if not path or path[-1] != err["loc"][-1]:
             field, parent = str(err["loc"][-1]), path
-        span = _key_span(root, parent, source) if parent else source.whole_file()
+        span = _key_span(root, parent, source) if parent else document_start(root, source)
         what = f"section `{field}`" if not parent else f"`{field}` in {_where(parent)}"
         help = _MISSING_HELP.get(field) if field not in ("mu", "sigma") or \
             parent == ["signal"] else None
@@ -441,7 +441,7 @@ _MISSING_HELP = {
     "signal": "add `signal:` with `mu` (expected return) and `sigma` (its predictive std)",
     "sizing": "add e.g. `sizing: {method: kelly_tempered, lambda: 0.3}`",
     "risk": "add `risk:` with at least `gross_max` and `position_max`",
-    "execution": "add e.g. `execution: {algo: pov, participation_cap: 10%}`",
+    "execution": "add e.g. `execution: {algo: market, participation_cap: 10%}`",
     "stand_down": "add `stand_down:` with at least `data_gap: {max_missing: 5%, action: halt}`",
     "policy": "add `policy: <name>` (lowercase identifier)",
     "version": "add `version: 1.0.0`",

@@ -105,6 +105,14 @@ class MapNode(Node):
         return [k.value for k, _ in self.items]
 
 
+def document_start(root: Node | None, source: SourceFile) -> Span:
+    """Where the document starts: its first key, past the comments and blank lines above it
+    (what a diagnostic about the whole document, such as a missing section, points at)."""
+    if isinstance(root, MapNode) and root.items:
+        return root.items[0][0].span
+    return source.whole_file()
+
+
 def to_plain(node: Node) -> object:
     """The tree as dicts, lists and scalars (for schema validation)."""
     out = _shell(node)

@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .engine import Engine, panel_bars
+from .engine import DETECTOR, Engine, panel_bars
 from .metrics import compute_metrics
+from .trades import panel_trades, trade_metrics
 
 
 @dataclass
@@ -163,6 +164,8 @@ def backtest(engine: Engine, panel, params: dict | None = None, runner: Runner |
     metrics = compute_metrics(out["equity"], out["gross"] * out["equity"],
                               out["net"] * out["equity"], out["traded_notional"],
                               out["costs"] + out["borrow"], engine.bars_per_year)
+    metrics.update(trade_metrics(panel_trades(out["fill_qty"], out["fill_price"],
+                                              out["fill_cost"], engine.symbols)))
     return BacktestResult(engine, np.asarray(panel.ts)[start:], out, metrics, carry, start)
 
 
@@ -190,6 +193,10 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
         "portfolio_reasons": pa.array([_names(int(r), flag_names) for r in
                                        o["portfolio_reasons"]], pa.list_(pa.string())),
     })
+    for key in sorted(k for k in o if k.startswith(DETECTOR)):   # e.g. `regime.prob`
+        equity = equity.append_column(key[len(DETECTOR):], pa.array(o[key]))
+    if "kill_switch" in o:
+        equity = equity.append_column("kill_switch", pa.array(o["kill_switch"]))
     held = (o["weights"] != 0) | (o["positions"] != 0)
     weights = _long(result, {"weight": o["weights"], "position": o["positions"],
                              "mu": o["mu"], "sigma": o["sigma"], "prob_edge": o["prob_edge"]},
@@ -216,7 +223,7 @@ def write_results(result: BacktestResult, out_dir: str) -> dict[str, str]:
     written = {}
     for name, table in result_tables(result).items():
         target = path / f"{name}.parquet"
-        pq.write_table(table, target, compression="zstd")
+        pq.write_table(table, target, compression="zstd", write_page_checksum=True)
         written[name] = str(target)
     metrics_path = path / "metrics.json"
     tmp = metrics_path.with_suffix(".json.tmp")

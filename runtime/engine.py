@@ -29,6 +29,7 @@ jax.config.update("jax_enable_x64", True)
 BAR_FIELDS = bars.FIELDS
 RECORD = ("equity", "cash", "gross", "net", "trading_state", "portfolio_reasons", "costs",
           "traded_notional", "borrow", "tail_loss")
+DETECTOR = "detector:"          # a detector's statistic per bar: `detector:<rule>.<name>`
 RECORD_N = ("weights", "order_qty", "limit_price", "positions", "reasons", "mu", "sigma",
             "prob_edge")
 
@@ -103,6 +104,7 @@ class Engine:
         carry = {"state": state, "qty": d["order_qty"], "limit": d["limit_price"],
                  "adv": d["adv"], "vol": d["vol"]}
         out = {k: d[k] for k in RECORD + RECORD_N}
+        out.update({k: v for k, v in d.items() if k.startswith(DETECTOR) or k == "kill_switch"})
         out.update(fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost)
         return carry, out
 

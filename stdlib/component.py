@@ -33,7 +33,9 @@ class Need(NamedTuple):
     """An estimator a component reads, computed by the compiled step from past bars only.
 
     ``vol``: the standard deviation of one-bar returns over ``window`` bars (``[N]``);
-    ``history``: the last ``window`` one-bar returns (``[W, N]``, for VaR/ES and covariances).
+    ``history``: the last ``window`` one-bar returns (``[W, N]``, for VaR/ES and covariances);
+    ``own``: nothing from the step, ``window`` past bars that the component keeps in its own
+    state (a detector's trailing window): it counts toward the warm-up only.
     """
 
     series: str
@@ -63,7 +65,8 @@ class Ctx(NamedTuple):
     n_sectors: int
     gross_max: float
     position_max: float
-    symbols: tuple[str, ...] = ()    # the universe's symbols, in the order of the arrays
+    sector_names: tuple[str, ...] = ()   # by sector id (the last: symbols without a sector)
+    symbols: tuple[str, ...] = ()        # the universe's symbols, in the order of the arrays
 
 
 class Transform(NamedTuple):

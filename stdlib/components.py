@@ -6,12 +6,13 @@ Adding a component is one file in its slot's folder plus one line here. The sche
 from __future__ import annotations
 
 from .component import Registry
-from .detectors import condition, data_gap, loss_streak, vol_spike
+from .detectors import (change_point, condition, crash_sentinel, data_gap, drift, loss_streak,
+                        regime, vol_spike)
 from .execution import limit, market, order_size, throttle
 from .limits import from_peak, intraday, trailing_stop
-from .overlays import gross_cap, net_cap, position_cap, sector_cap, tail_risk
+from .overlays import gross_cap, net_cap, position_cap, sector_cap, stress, tail_risk
 from .portfolio import hrp, kelly, mean_variance, min_variance, risk_parity
-from .sizing import equal, inverse_vol, kelly_tempered, vol_target
+from .sizing import equal, inverse_vol, kelly_tempered, vol_target, weight
 
 
 def _registry(slot: str, *components) -> Registry:
@@ -22,14 +23,15 @@ def _registry(slot: str, *components) -> Registry:
 
 
 SIZING = _registry("sizing", kelly_tempered.COMPONENT, vol_target.COMPONENT, equal.COMPONENT,
-                   inverse_vol.COMPONENT)
+                   inverse_vol.COMPONENT, weight.COMPONENT)
 PORTFOLIO = _registry("portfolio", mean_variance.COMPONENT, hrp.COMPONENT, risk_parity.COMPONENT,
                       min_variance.COMPONENT, kelly.COMPONENT)
 OVERLAYS = _registry("overlay", position_cap.COMPONENT, sector_cap.COMPONENT, net_cap.COMPONENT,
-                     gross_cap.COMPONENT, tail_risk.VAR, tail_risk.ES)
+                     gross_cap.COMPONENT, tail_risk.VAR, tail_risk.ES, stress.COMPONENT)
 LIMITS = _registry("limit", intraday.COMPONENT, from_peak.COMPONENT, trailing_stop.COMPONENT)
 DETECTORS = _registry("detector", data_gap.COMPONENT, vol_spike.COMPONENT,
-                      loss_streak.COMPONENT, condition.COMPONENT)
+                      loss_streak.COMPONENT, regime.COMPONENT, change_point.COMPONENT,
+                      drift.COMPONENT, crash_sentinel.COMPONENT, condition.COMPONENT)
 EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT)
 ORDER_RULES = _registry("order_rule", order_size.SHARES, order_size.NOTIONAL, throttle.PER_BAR,
                         throttle.PER_MINUTE)
@@ -56,8 +58,6 @@ NOT_AVAILABLE = {
                               "calendar days: remove it",
     ("compliance", "wash_trade_prevention"): "the step sends at most one order per instrument "
                                              "and bar, so it cannot trade with itself: remove it",
-    ("risk", "var", "method"): "VaR is historical (from the window's returns): remove it",
-    ("risk", "es", "method"): "ES is historical (from the window's returns): remove it",
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 from crowe.stdlib._jax import jnp, lax
 
@@ -38,6 +39,34 @@ def tail_loss(w, history, window: int, confidence: float, es: bool):
     top = _largest(losses, k)                  # the k largest losses, largest first
     value = top.sum() / k if es else top[k - 1]
     return jnp.where(incomplete, jnp.nan, jnp.maximum(value, 0.0))
+
+
+def normal_tail(confidence: float, es: bool) -> float:
+    """The loss of a unit-variance normal book at ``confidence``: the quantile ``z`` (VaR), or
+    ``phi(z) / (1 - confidence)`` (ES)."""
+    z = NormalDist().inv_cdf(confidence)
+    return NormalDist().pdf(z) / (1.0 - confidence) if es else z
+
+
+def window_covariance(history, window: int):
+    """(complete [N], the Ledoit-Wolf covariance of the last ``window`` one-bar returns of the
+    instruments whose window is complete)."""
+    from crowe.stdlib.portfolio.covariance import ledoit_wolf
+    rows, age, last_bad, pos = history
+    complete = last_bad <= pos - window
+    return complete, ledoit_wolf(jnp.where(complete[None, :], rows, 0.0), age < window)[0]
+
+
+def parametric_loss(w, history, window: int, confidence: float, es: bool, est=None):
+    """Normal VaR (or ES) of the book ``w`` with zero mean: ``normal_tail * sqrt(w' S w)``,
+    ``S`` the Ledoit-Wolf covariance of the last ``window`` one-bar returns (NaN when a held
+    instrument's window is not complete); ``est`` from `window_covariance`, computed when not
+    given."""
+    complete, cov = window_covariance(history, window) if est is None else est
+    incomplete = jnp.any((w != 0) & ~complete)
+    wc = jnp.where(complete, w, 0.0)
+    sd = jnp.sqrt(jnp.maximum(wc @ cov @ wc, 0.0))
+    return jnp.where(incomplete, jnp.nan, normal_tail(confidence, es) * sd)
 
 
 def _largest(x, k: int):

@@ -150,8 +150,24 @@ SPIKE = plus(stand_down__vol_spike={"sigma": 3, "window": 20, "action": "exclude
                                     "cooldown": "2d"})
 STREAK = plus(stand_down__loss_streak={"losses": 3, "action": "reduce(50%)", "cooldown": "3d"})
 DIP = plus(stand_down__dip={"when": "r1 < -3%", "action": "exclude", "cooldown": "3d"})
+REGIME = plus(stand_down__regime={"window": 126, "refit": 21, "threshold": "80%",
+                                  "action": "halt", "cooldown": "2d"})
+CHANGE = plus(stand_down__change_point={"scale": "1%", "action": "halt", "cooldown": "2d"})
+DRIFT = plus(stand_down__drift={"window": 21, "reference": 126, "ks_max": 0.4, "action": "halt",
+                                "cooldown": "2d"})
+SENTINEL = plus(stand_down__crash_sentinel={"window": 42, "z_window": 126, "reduce_above": 6,
+                                            "flatten_above": 10, "action": "reduce(50%)",
+                                            "cooldown": "5d"})
 LOCATES = plus(compliance={"shorting": {"allowed": True, "locate_required": True,
                                         "locates": ["GOOG", "IBM", "MSFT"]}})
+WEIGHT = plus(signal=None, sizing={"method": "weight", "weight": "where(trend > 0, 20%, -10%)"})
+CONSTRAINED = plus(OPTIMIZED, universe__sectors=SECTORS["universe"]["sectors"],
+                   features__beta="vol / cs_mean(vol)",
+                   portfolio__constraints={"gross": "150%"})
+STRESS = plus(SECTORS, risk__sector_max=None,
+              risk__stress={"max": "5%", "window": 60, "scenarios": {
+                  "crash": {"market": "-20%"}, "panic": {"vol": 2},
+                  "chips": {"sector": {"hardware": "-30%"}}}})
 SIZES = {m: plus(sizing={"method": m, **extra}) for m, extra in (
     ("vol_target", {"vol_target": "10%"}), ("equal", {}), ("inverse_vol", {}))}
 
@@ -187,6 +203,9 @@ VARIANTS = {
     "sizing[inverse_vol].vol_target": (SIZES["inverse_vol"],
                                        plus(SIZES["inverse_vol"], sizing__vol_target="5%"),
                                        "changes"),
+    "sizing[weight].weight": (WEIGHT, plus(WEIGHT, sizing__weight="where(trend > 0, 30%, 0)"),
+                              "changes"),
+    "sizing[weight].vol_target": (WEIGHT, plus(WEIGHT, sizing__vol_target="5%"), "changes"),
     "sizing[inverse_vol].budget": (SIZES["inverse_vol"],
                                    plus(SIZES["inverse_vol"], sizing__budget="50%"), "changes"),
     "portfolio.method": (OPTIMIZED, KELLY, "changes"),
@@ -217,6 +236,18 @@ VARIANTS = {
     "portfolio[min_variance].iterations": (MINVAR, plus(MINVAR, portfolio__iterations=3),
                                            "changes"),
     "portfolio[kelly].lambda": (KELLY, plus(KELLY, portfolio__lambda=0.2), "changes"),
+    "portfolio[mean_variance].constraints.net": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__net=["-5%", "5%"]), "changes"),
+    "portfolio[mean_variance].constraints.gross": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__gross="50%"), "changes"),
+    "portfolio[mean_variance].constraints.sector_net": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__sector_net=["-10%", "10%"]),
+        "changes"),
+    "portfolio[mean_variance].constraints.sector_gross": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__sector_gross="30%"), "changes"),
+    "portfolio[mean_variance].constraints.exposure.*": (
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__exposure={"beta": [-0.1, 0.1]}),
+        "changes"),
     "risk.position_max": (MIN, plus(risk__position_max="20%"), "changes"),
     "risk.sector_max": (SECTORS, plus(SECTORS, risk__sector_max="40%"), "changes"),
     "risk.net_max": (MIN, plus(risk__net_max="20%"), "changes"),
@@ -227,6 +258,19 @@ VARIANTS = {
     "risk.es.confidence": (ES, plus(ES, risk__es__confidence="99%"), "changes"),
     "risk.es.window": (ES, plus(ES, risk__es__window=30), "changes"),
     "risk.es.max": (ES, plus(ES, risk__es__max="3%"), "changes"),
+    "risk.var.method": (VAR, plus(VAR, risk__var__method="parametric"), "changes"),
+    "risk.es.method": (ES, plus(ES, risk__es__method="parametric"), "changes"),
+    "risk.stress.max": (STRESS, plus(STRESS, risk__stress__max="3%"), "changes"),
+    "risk.stress.window": (STRESS, plus(STRESS, risk__stress__window=30), "changes"),
+    "risk.stress.confidence": (STRESS, plus(STRESS, risk__stress__confidence="99.9%"),
+                               "changes"),
+    "risk.stress.scenarios.*.market": (
+        STRESS, plus(STRESS, risk__stress__scenarios__crash__market="-80%"), "changes"),
+    "risk.stress.scenarios.*.sector.*": (
+        STRESS, plus(STRESS, risk__stress__scenarios__chips__sector={"hardware": "-90%"}),
+        "changes"),
+    "risk.stress.scenarios.*.vol": (
+        STRESS, plus(STRESS, risk__stress__scenarios__panic__vol=4), "changes"),
     "risk.drawdown.intraday.action": (
         INTRADAY, plus(INTRADAY, risk__drawdown__intraday__action="flatten"), "changes"),
     "risk.drawdown.intraday.cooldown": (
@@ -287,6 +331,60 @@ VARIANTS = {
         STREAK, plus(STREAK, stand_down__loss_streak__cooldown="10d"), "changes"),
     "stand_down.loss_streak.losses": (
         STREAK, plus(STREAK, stand_down__loss_streak__losses=2), "changes"),
+    "stand_down.regime.series": (
+        REGIME, plus(REGIME, stand_down__regime__series="quantile(r1, 0.5)"), "changes"),
+    "stand_down.regime.window": (
+        REGIME, plus(REGIME, stand_down__regime__window=189), "changes"),
+    "stand_down.regime.refit": (
+        REGIME, plus(REGIME, stand_down__regime__refit=10), "changes"),
+    "stand_down.regime.threshold": (
+        REGIME, plus(REGIME, stand_down__regime__threshold="95%"), "changes"),
+    "stand_down.regime.min_ratio": (
+        REGIME, plus(REGIME, stand_down__regime__min_ratio=2), "changes"),
+    "stand_down.regime.action": (
+        REGIME, plus(REGIME, stand_down__regime__action="reduce(50%)"), "changes"),
+    "stand_down.regime.cooldown": (
+        REGIME, plus(REGIME, stand_down__regime__cooldown="10d"), "changes"),
+    "stand_down.change_point.series": (
+        CHANGE, plus(CHANGE, stand_down__change_point__series="quantile(r1, 0.5)"), "changes"),
+    "stand_down.change_point.scale": (
+        CHANGE, plus(CHANGE, stand_down__change_point__scale="3%"), "changes"),
+    "stand_down.change_point.expected_run": (
+        CHANGE, plus(CHANGE, stand_down__change_point__expected_run=50), "changes"),
+    "stand_down.change_point.short_run": (
+        CHANGE, plus(CHANGE, stand_down__change_point__short_run=5), "changes"),
+    "stand_down.change_point.threshold": (
+        CHANGE, plus(CHANGE, stand_down__change_point__threshold="30%"), "changes"),
+    "stand_down.change_point.action": (
+        CHANGE, plus(CHANGE, stand_down__change_point__action="reduce(50%)"), "changes"),
+    "stand_down.change_point.cooldown": (
+        CHANGE, plus(CHANGE, stand_down__change_point__cooldown="10d"), "changes"),
+    "stand_down.drift.series": (
+        DRIFT, plus(DRIFT, stand_down__drift__series="vol"), "changes"),
+    "stand_down.drift.window": (
+        DRIFT, plus(DRIFT, stand_down__drift__window=42), "changes"),
+    "stand_down.drift.reference": (
+        DRIFT, plus(DRIFT, stand_down__drift__reference=252), "changes"),
+    "stand_down.drift.psi_max": (
+        DRIFT, plus(DRIFT, stand_down__drift__psi_max=0.5), "changes"),
+    "stand_down.drift.ks_max": (
+        DRIFT, plus(DRIFT, stand_down__drift__ks_max=0.25), "changes"),
+    "stand_down.drift.action": (
+        DRIFT, plus(DRIFT, stand_down__drift__action="reduce(50%)"), "changes"),
+    "stand_down.drift.cooldown": (
+        DRIFT, plus(DRIFT, stand_down__drift__cooldown="10d"), "changes"),
+    "stand_down.crash_sentinel.window": (
+        SENTINEL, plus(SENTINEL, stand_down__crash_sentinel__window=63), "changes"),
+    "stand_down.crash_sentinel.z_window": (
+        SENTINEL, plus(SENTINEL, stand_down__crash_sentinel__z_window=252), "changes"),
+    "stand_down.crash_sentinel.reduce_above": (
+        SENTINEL, plus(SENTINEL, stand_down__crash_sentinel__reduce_above=4), "changes"),
+    "stand_down.crash_sentinel.flatten_above": (
+        SENTINEL, plus(SENTINEL, stand_down__crash_sentinel__flatten_above=8), "changes"),
+    "stand_down.crash_sentinel.action": (
+        SENTINEL, plus(SENTINEL, stand_down__crash_sentinel__action="halt"), "changes"),
+    "stand_down.crash_sentinel.cooldown": (
+        SENTINEL, plus(SENTINEL, stand_down__crash_sentinel__cooldown="20d"), "changes"),
     "stand_down.*.action": (DIP, plus(DIP, stand_down__dip__action="reduce(90%)"), "changes"),
     "stand_down.*.cooldown": (DIP, plus(DIP, stand_down__dip__cooldown="20d"), "changes"),
     "stand_down.*.when": (DIP, plus(DIP, stand_down__dip__when="r1 < -1%"), "changes"),

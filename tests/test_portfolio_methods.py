@@ -186,7 +186,7 @@ def test_kelly_gives_nothing_on_a_singular_covariance():
 # -- the components as the step calls them -------------------------------------------------------
 
 SYMBOLS = tuple("ABCDEFGH")
-CTX = Ctx(N, 252.0, 1, (False,) * N, (True,) * N, (0,) * N, 1, 1.5, 0.45, SYMBOLS)
+CTX = Ctx(N, 252.0, 1, (False,) * N, (True,) * N, (0,) * N, 1, 1.5, 0.45, symbols=SYMBOLS)
 W = 60
 
 
