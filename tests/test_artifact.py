@@ -140,7 +140,7 @@ def test_artifact_backtest_is_the_source_backtest_bit_for_bit(name, tmp_path):
 
 # The bars the bar-by-bar comparison runs (first, count): past each policy's warm-up, with trades.
 BARS = {"cs_mom_v1": (2500, 300), "xs_reversal_v1": (0, 120), "ts_trend_v1": (0, 150),
-        "mv_sector_v1": (0, 170), "hrp_sleeve_v1": (0, 120), "rp_book_v1": (0, 180)}
+        "mv_sector_v1": (0, 170), "hrp_sleeve_v1": (0, 120), "rp_book_v1": (0, 320)}
 
 
 def _window(name):
