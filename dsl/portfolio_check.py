@@ -48,7 +48,7 @@ def _exposure_feature(ck, name: str, path: tuple) -> None:
             return
         ck.diags.add("E0401", f"`{name}` is not a feature", span,
                      help=suggestion(name, declared) or "an exposure bound names a feature of "
-                     "the policy, e.g. `features: {beta: ...}` and `exposure: {beta: [-0.1, "
+                     "the policy, e.g. `features: {mkt_beta: ...}` and `exposure: {mkt_beta: [-0.1, "
                      "0.1]}`")
         return
     t = ck.feature_types.get(name)

@@ -162,7 +162,7 @@ LOCATES = plus(compliance={"shorting": {"allowed": True, "locate_required": True
                                         "locates": ["GOOG", "IBM", "MSFT"]}})
 WEIGHT = plus(signal=None, sizing={"method": "weight", "weight": "where(trend > 0, 20%, -10%)"})
 CONSTRAINED = plus(OPTIMIZED, universe__sectors=SECTORS["universe"]["sectors"],
-                   features__beta="vol / cs_mean(vol)",
+                   features__mkt_beta="vol / cs_mean(vol)",
                    portfolio__constraints={"gross": "150%"})
 STRESS = plus(SECTORS, risk__sector_max=None,
               risk__stress={"max": "5%", "window": 60, "scenarios": {
@@ -246,7 +246,7 @@ VARIANTS = {
     "portfolio[mean_variance].constraints.sector_gross": (
         CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__sector_gross="30%"), "changes"),
     "portfolio[mean_variance].constraints.exposure.*": (
-        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__exposure={"beta": [-0.1, 0.1]}),
+        CONSTRAINED, plus(CONSTRAINED, portfolio__constraints__exposure={"mkt_beta": [-0.1, 0.1]}),
         "changes"),
     "risk.position_max": (MIN, plus(risk__position_max="20%"), "changes"),
     "risk.sector_max": (SECTORS, plus(SECTORS, risk__sector_max="40%"), "changes"),

@@ -158,7 +158,7 @@ portfolio_note_is_not_a_section: 1
 
 
 def test_fractions_have_one_style_and_multipliers_stay_numbers():
-    text = POLICIES[1].read_text("utf-8")    # mv_sector_v1: a portfolio with risk aversion
+    text = next(p for p in POLICIES if p.stem == "mv_sector_v1").read_text("utf-8")
     out = formatted(text.replace("net_max: 20%", "net_max: 0.2")
                     .replace("l1_penalty: 1bps", "l1_penalty: 0.0001"))
     assert "  net_max:      20%\n" in out and "  l1_penalty:       1bps\n" in out

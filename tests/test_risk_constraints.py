@@ -205,13 +205,13 @@ BOOK = {
     "features": {"r1": "ret(close, 1)", "vol": "stdev(r1, 40)",
                  "alpha": "(0.6 * zscore(ret(close, 40)) - 0.4 * zscore(ret(close, 5))) * vol "
                           "* 0.2",
-                 "beta": "vol / cs_mean(vol)"},
+                 "mkt_beta": "vol / cs_mean(vol)"},
     "signal": {"mu": "alpha", "sigma": "vol"},
     "portfolio": {"method": "mean_variance", "risk_aversion": 2, "turnover_penalty": "5bps",
                   "covariance": {"window": 40},
                   "constraints": {"net": ["-2%", "2%"], "gross": "80%",
                                   "sector_net": ["-10%", "10%"], "sector_gross": "35%",
-                                  "exposure": {"beta": [-0.05, 0.05]}}},
+                                  "exposure": {"mkt_beta": [-0.05, 0.05]}}},
     "risk": {"gross_max": "100%", "net_max": "50%", "position_max": "30%"},
     "execution": {"algo": "market", "participation_cap": "5%"},
     "stand_down": {"data_gap": {"max_missing": "50%", "action": "halt"}},
@@ -310,7 +310,7 @@ def _with(path: str, value, base=BOOK) -> dict:
 
 @pytest.mark.parametrize("path, value, code, words", [
     ("portfolio.constraints.exposure", {"betta": [-0.1, 0.1]}, "E0401", "`betta` is not a feature"),
-    ("portfolio.constraints.exposure", {"beta": [0.1, -0.1]}, "E0304", "is empty"),
+    ("portfolio.constraints.exposure", {"mkt_beta": [0.1, -0.1]}, "E0304", "is empty"),
     ("portfolio.constraints.net", ["5%"], "E0304", "`[low, high]`"),
     ("portfolio.constraints.net", ["85%", "90%"], "E0330", "within `gross`"),
     ("portfolio.constraints.sector_net", ["20%", "30%"], "E0330", "within `net`"),
@@ -336,5 +336,5 @@ def test_constraints_that_cannot_hold_are_refused():
     no_sectors = copy.deepcopy(BOOK)
     no_sectors["universe"].pop("sectors")
     assert "E0313" in [c for c, _ in _codes(no_sectors)]
-    scalar = _with("features", dict(BOOK["features"], beta="cs_mean(vol)"))
+    scalar = _with("features", dict(BOOK["features"], mkt_beta="cs_mean(vol)"))
     assert "E0507" in [c for c, _ in _codes(scalar)]
