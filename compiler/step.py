@@ -19,8 +19,10 @@ order:
    (position, sector, net, gross, VaR, ES), with positions that cannot trade held at their last
    mark in every cap; then the trading state (REDUCING scales, HALTED keeps the book, FLATTENING
    targets zero).
-6. Orders: whole shares toward the targets, never on an invalid instrument, through the order
-   rules (size, notional, throttles) and the execution algorithm.
+6. Orders: between rebalances (`execution.rebalance`) the targets hold the shares of the last
+   rebalance; a target that changes (in whole shares) opens a parent order, which the execution
+   algorithm works by one child order a bar, through the order rules (size, notional,
+   throttles), never on an invalid instrument; HALTED and FLATTENING cancel every parent.
 
 Every instrument's decision carries reason flags (`reasons`) that say why it is what it is.
 """
@@ -35,6 +37,7 @@ from crowe.stdlib import bars
 from crowe.stdlib import components as reg
 from crowe.stdlib import market as mk
 from crowe.stdlib.component import Ctx, chain
+from crowe.stdlib.execution import parent, rebalance
 from crowe.stdlib.states import ACTIVE, FLATTENING, HALTED, REDUCING, SEVERITY
 
 from . import ir
@@ -104,7 +107,7 @@ class StepBuilder:
         self.bpy = bars_per_year(policy.bar_seconds)
         self.ctx = Ctx(self.N, self.bpy, policy.horizon, universe.restricted, universe.can_short,
                        universe.sector_ids, universe.n_sectors, spec.risk.gross_max,
-                       spec.risk.position_max)
+                       spec.risk.position_max, policy.bar_seconds)
         used = active_components(spec)
         self.target = next((c.name, c.factory(s)) for c, s in used
                            if c.slot in ("sizing", "portfolio"))
@@ -113,6 +116,7 @@ class StepBuilder:
                                    if c.slot == "order_rule"])
         self.algo_name = spec.execution.algo
         self.algo = reg.EXECUTION[self.algo_name].factory(spec.execution)
+        self.horizon = spec.execution.horizon_bars(policy.bar_seconds)
         self.limits = {n: i.component.factory(i.settings) for n, i in policy.limits.items()}
         self.rules = {n: i.component.factory(i.settings) for n, i in policy.rules.items()}
         self.component_warmup = max([n.lookback for n in needs(spec)] + [0])
@@ -153,6 +157,8 @@ class StepBuilder:
             "impact": {"vol": nan, "adv": nan},
             "target": self.target[1].init(ctx), "overlays": self.overlays.init(ctx),
             "orders": self.order_rules.init(ctx), "algo": self.algo.init(ctx),
+            "parent": parent.init(N),
+            "rebalance": dict(rebalance.init(), shares=jnp.zeros(N), pre=jnp.zeros(N)),
             "limits": {n: t.init(ctx) for n, t in self.limits.items()},
             "rules": {n: t.init(ctx) for n, t in self.rules.items()},
             "limit_cd": {n: i(0) for n in self.limits},
@@ -169,11 +175,11 @@ class StepBuilder:
         vals, xstate = self.low.evaluate(params, state["x"], fields, state["t"], ok)
         impact = {"vol": _last_finite(vals["aux"]["impact_vol"], state["impact"]["vol"]),
                   "adv": _last_finite(vals["aux"]["adv"], state["impact"]["adv"])}
-        mon = self.monitors(state, bar, ok, seen, E, vals)
+        mon = dict(self.monitors(state, bar, ok, seen, E, vals), ts=bar["ts"])
         w, reasons, tail, tstate = self.targets(params, state, vals, ok, E, book, last_close,
                                                 mon)
         qty, limit, reasons, ostate = self.orders(state, bar, w, ok, E, book, last_close, mon,
-                                                  reasons)
+                                                  reasons, tstate["rebalance"], vals, impact)
         new = dict(state, x=xstate, t=state["t"] + 1, seen=seen, cash=book.cash,
                    positions=book.positions, last_close=last_close, equity=E, weights=w,
                    impact=impact, **mon["state"], **tstate, **ostate)
@@ -192,6 +198,8 @@ class StepBuilder:
             "prob_edge": vals["signal"]["prob_edge"] * ones,
             "adv": impact["adv"], "vol": impact["vol"], "tail_loss": tail,
             "borrow": borrow, "costs": costs, "traded_notional": traded,
+            "parent_qty": ostate["parent"]["qty"], "parent_start": ostate["parent"]["start"],
+            "arrival": ostate["parent"]["arrival"],
         }
         return new, decision
 
@@ -274,6 +282,7 @@ class StepBuilder:
                   "w_prev": state["weights"]}
         out, hits, target_state = self.target[1].update(inputs, state["target"], self.ctx)
         reasons = reasons | self.flags(hits)
+        out, held = self.hold(out, state["rebalance"], E, last_close, ok, warm, mon["ts"])
         w = jnp.where(gates, out["w"], _reduce_only(out["w"], w_cur))
         w = jnp.where(mon["exclude"], 0.0, w)
         reasons = reasons | jnp.where(mon["exclude"], bit("excluded"), 0)
@@ -293,7 +302,8 @@ class StepBuilder:
         reasons = reasons | jnp.where(level == HALTED, bit("halted"), 0) | \
             jnp.where(level == FLATTENING, bit("flattening"), 0)
         tail = res.get("tail_loss", jnp.asarray(jnp.nan))
-        return w, reasons, tail, {"target": target_state, "overlays": ov_state}
+        return w, reasons, tail, {"target": target_state, "overlays": ov_state,
+                                  "rebalance": held}
 
     def warmup(self, params):
         """Bars before the first trade, at the parameters of this run."""
@@ -314,20 +324,54 @@ class StepBuilder:
 
     # -- orders ---------------------------------------------------------------------------
 
-    def orders(self, state, bar, w, ok, E, book, last_close, mon, reasons):
+    def hold(self, out, rstate, E, last_close, ok, warm, ts):
+        """Between rebalances the sizing method's (or optimizer's) weights are replaced by the
+        shares held from the last rebalance, valued at this bar; the rest of the targets chain
+        (gates, caps, trading state) acts on them at every bar."""
+        s = self.pir.spec.execution.rebalance
         price = jnp.where(ok, last_close, jnp.nan)
-        target = jnp.trunc(w * E / price)
-        qty = jnp.where(ok & jnp.isfinite(target), target - book.positions, 0.0)
-        qty = jnp.where(mon["trading_state"] == FLATTENING,
-                        jnp.where(ok, -book.positions, 0.0), qty)
-        qty = jnp.where(mon["trading_state"] == HALTED, 0.0, qty)
-        inputs = {"qty": qty, "price": price, "ok": ok, "ts": bar["ts"]}
-        res, hits, rules_state = self.order_rules.update(inputs, state["orders"], self.ctx)
-        reasons = reasons | self.flags(hits)
-        inputs["qty"] = res.get("qty", qty)
+        scheduled, rs = rebalance.due(s, self.pir.policy.bar_seconds, rstate, ts, warm)
+        held_w = jnp.where((E > 0) & ok, rstate["shares"] * price / E, 0.0)
+        rb = jnp.broadcast_to(scheduled, (self.N,))
+        if s.drift is not None:
+            rb = rb | (jnp.abs(out["w"] - held_w) > s.drift)
+        w = jnp.where(rb | ~ok, out["w"], held_w)
+        shares = jnp.where(rb & ok, out["w"] * E / price, rstate["shares"])
+        return dict(out, w=w), dict(rs, shares=shares, pre=w)
+
+    def orders(self, state, bar, w, ok, E, book, last_close, mon, reasons, held, vals, impact):
+        """Parent orders toward the targets, worked by the execution algorithm's child orders
+        (`crowe.stdlib.execution.parent`), then the order rules (size, notional, throttles)."""
+        ex, level, pos = self.pir.spec.execution, mon["trading_state"], book.positions
+        fq = jnp.where(jnp.isfinite(bar["fill_qty"]), bar["fill_qty"], 0.0)
+        sent = jnp.where(jnp.isfinite(bar["sent_qty"]), bar["sent_qty"], 0.0)
+        P = parent.book(state["parent"], fq, sent, ex.remainder == "carry")
+        price = jnp.where(ok, last_close, jnp.nan)
+        target = jnp.where(w == held["pre"], jnp.trunc(held["shares"]), jnp.trunc(w * E / price))
+        target = jnp.where(ok & jnp.isfinite(target), target, P["target"])
+        P = parent.open_new(P, target, pos, state["t"], price, self.horizon, ok)
+        flat, halted = level == FLATTENING, level == HALTED
+        P = parent.cancel(P, flat | halted, jnp.where(flat, 0.0, pos))
+        ones = jnp.ones(self.N)
+        inputs = {"remaining": P["remaining"], "k": state["t"] - P["start"],
+                  "horizon": P["horizon"], "opened": P["start"] == state["t"], "qty": P["qty"],
+                  "price": price, "adv": impact["adv"], "vol": impact["vol"],
+                  "volume": jnp.where(ok, bar["volume"], jnp.nan), "ts": bar["ts"],
+                  **{k: vals["signal"][k] * ones for k in ("mu", "sigma", "prob_edge")}}
         res, hits, algo_state = self.algo.update(inputs, state["algo"], self.ctx)
         reasons = reasons | self.flags(hits)
-        return res["qty"], res["limit"], reasons, {"orders": rules_state, "algo": algo_state}
+        qty = jnp.where(ok, parent.clip_child(res["child"], P["remaining"]), 0.0)
+        limit = res["limit"]
+        qty = jnp.where(flat, jnp.where(ok, -pos, 0.0), qty)
+        limit = jnp.where(flat, jnp.nan, limit)
+        qty = jnp.where(halted, 0.0, qty)
+        res, hits, rules_state = self.order_rules.update(
+            {"qty": qty, "price": price, "ok": ok, "ts": bar["ts"]}, state["orders"], self.ctx)
+        reasons = reasons | self.flags(hits)
+        qty = res.get("qty", qty)
+        limit = jnp.where(qty != 0, limit, jnp.nan)
+        return qty, limit, reasons, {"orders": rules_state, "algo": algo_state,
+                                     "parent": dict(P, child=qty)}
 
 
 def _valid(bar):

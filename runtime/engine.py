@@ -30,7 +30,7 @@ BAR_FIELDS = bars.FIELDS
 RECORD = ("equity", "cash", "gross", "net", "trading_state", "portfolio_reasons", "costs",
           "traded_notional", "borrow", "tail_loss")
 RECORD_N = ("weights", "order_qty", "limit_price", "positions", "reasons", "mu", "sigma",
-            "prob_edge")
+            "prob_edge", "parent_qty", "parent_start", "arrival")
 
 
 class ParamError(ValueError):
@@ -98,12 +98,15 @@ class Engine:
                            mk.Book(carry["state"]["cash"], carry["state"]["positions"]),
                            carry["state"]["last_close"])
         cost = fills.commission + fills.spread + fills.impact
-        full = dict(bar, fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost)
+        full = dict(bar, fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost,
+                    sent_qty=carry["qty"])
         state, d = self.step(params, carry["state"], full)
         carry = {"state": state, "qty": d["order_qty"], "limit": d["limit_price"],
                  "adv": d["adv"], "vol": d["vol"]}
         out = {k: d[k] for k in RECORD + RECORD_N}
-        out.update(fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost)
+        out.update(fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost,
+                   fill_commission=fills.commission, fill_spread=fills.spread,
+                   fill_impact=fills.impact)
         return carry, out
 
 

@@ -63,6 +63,7 @@ class Ctx(NamedTuple):
     n_sectors: int
     gross_max: float
     position_max: float
+    bar_seconds: int = 86_400        # the bar size, for components that read the calendar
 
 
 class Transform(NamedTuple):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from .component import Registry
 from .detectors import condition, data_gap, loss_streak, vol_spike
-from .execution import limit, market, order_size, throttle
+from .execution import implementation_shortfall, limit, limit_ladder, market, order_size, pov, \
+    throttle, twap, vwap
 from .limits import from_peak, intraday, trailing_stop
 from .overlays import gross_cap, net_cap, position_cap, sector_cap, tail_risk
 from .portfolio import mean_variance
@@ -29,7 +30,9 @@ OVERLAYS = _registry("overlay", position_cap.COMPONENT, sector_cap.COMPONENT, ne
 LIMITS = _registry("limit", intraday.COMPONENT, from_peak.COMPONENT, trailing_stop.COMPONENT)
 DETECTORS = _registry("detector", data_gap.COMPONENT, vol_spike.COMPONENT,
                       loss_streak.COMPONENT, condition.COMPONENT)
-EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT)
+EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT, twap.COMPONENT,
+                      vwap.COMPONENT, pov.COMPONENT, implementation_shortfall.COMPONENT,
+                      limit_ladder.COMPONENT)
 ORDER_RULES = _registry("order_rule", order_size.SHARES, order_size.NOTIONAL, throttle.PER_BAR,
                         throttle.PER_MINUTE)
 
@@ -45,15 +48,6 @@ NOT_AVAILABLE = {
     ("portfolio", "method", "hrp"): "use `method: mean_variance`, or a sizing method",
     ("portfolio", "method", "risk_parity"): "use `sizing: {method: inverse_vol}` for a simple "
                                             "risk-balanced book, or `method: mean_variance`",
-    ("execution", "algo", "twap"): "use `algo: market` or `algo: limit`",
-    ("execution", "algo", "vwap"): "use `algo: market` (with `price: vwap` to fill at the "
-                                   "bar's VWAP proxy) or `algo: limit`",
-    ("execution", "algo", "pov"): "use `algo: market`: the participation cap already bounds "
-                                  "each fill to a share of the bar's volume",
-    ("execution", "algo", "is"): "use `algo: market` or `algo: limit`",
-    ("execution", "algo", "limit_ladder"): "use `algo: limit` with a `limit_offset`",
-    ("execution", "remainder"): "the unfilled part of an order is cancelled, and the order is "
-                                "sent again toward the target at the next bar: remove it",
     ("universe", "calendar"): "bars are taken as the data gives them, with days as UTC "
                               "calendar days: remove it",
     ("compliance", "wash_trade_prevention"): "the step sends at most one order per instrument "
