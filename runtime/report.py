@@ -7,14 +7,15 @@ from rich.console import Console
 from rich.table import Table
 
 PERCENT = {"total_return", "annualized_return", "volatility", "max_drawdown", "hit_rate",
-           "avg_win", "avg_loss", "avg_gross", "avg_net"}
+           "avg_win", "avg_loss", "avg_gross", "avg_net", "fill_rate"}
 ORDER = ("total_return", "annualized_return", "volatility", "sharpe", "sortino", "calmar",
          "max_drawdown", "hit_rate", "avg_win", "avg_loss", "turnover", "avg_gross", "avg_net",
-         "costs_paid", "final_equity", "bars")
+         "costs_paid", "avg_shortfall_bps", "fill_rate", "final_equity", "bars")
 LABELS = {"total_return": "total return", "annualized_return": "annualised return",
           "max_drawdown": "max drawdown", "hit_rate": "hit rate", "avg_win": "average win",
           "avg_loss": "average loss", "avg_gross": "average gross", "avg_net": "average net",
-          "costs_paid": "costs paid", "final_equity": "final equity"}
+          "costs_paid": "costs paid", "final_equity": "final equity",
+          "avg_shortfall_bps": "average shortfall (bps)", "fill_rate": "fill rate"}
 
 
 def fmt_metric(name: str, value: float) -> str:

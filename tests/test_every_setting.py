@@ -143,7 +143,7 @@ LIMIT = plus(execution={"algo": "limit", "participation_cap": "2%", "limit_offse
 SCHEDULED = {"participation_cap": "2%", "rebalance": {"every": "1mo"}}
 ALGOS = {a: plus(execution={"algo": a, **SCHEDULED, **extra}) for a, extra in (
     ("twap", {}), ("vwap", {}), ("is", {"risk_aversion": 1e-5}), ("limit_ladder", {}),
-    ("pov", {}))}
+    ("pov", {"participation": "2%"}))}
 TWAP = ALGOS["twap"]
 GAP = plus(stand_down__data_gap={"max_missing": "10%", "action": "halt", "cooldown": "2d"})
 SPIKE = plus(stand_down__vol_spike={"sigma": 3, "window": 20, "action": "exclude",
@@ -254,7 +254,7 @@ VARIANTS = {
                                         plus(ALGOS["limit_ladder"], execution__horizon=2),
                                         "changes"),
     "execution[pov].participation": (ALGOS["pov"], plus(ALGOS["pov"],
-                                                        execution__participation="1%"),
+                                                        execution__participation="0.01%"),
                                      "changes"),
     "execution[*].participation_cap": (MIN, plus(execution__participation_cap="0.01%"),
                                        "changes"),
