@@ -158,7 +158,8 @@ class StepBuilder:
             "target": self.target[1].init(ctx), "overlays": self.overlays.init(ctx),
             "orders": self.order_rules.init(ctx), "algo": self.algo.init(ctx),
             "parent": parent.init(N),
-            "rebalance": dict(rebalance.init(), shares=jnp.zeros(N), pre=jnp.zeros(N)),
+            "rebalance": dict(rebalance.init(), target=jnp.zeros(N), scale=jnp.ones(N),
+                              pending=jnp.zeros(N, bool)),
             "limits": {n: t.init(ctx) for n, t in self.limits.items()},
             "rules": {n: t.init(ctx) for n, t in self.rules.items()},
             "limit_cd": {n: i(0) for n in self.limits},
@@ -175,11 +176,11 @@ class StepBuilder:
         vals, xstate = self.low.evaluate(params, state["x"], fields, state["t"], ok)
         impact = {"vol": _last_finite(vals["aux"]["impact_vol"], state["impact"]["vol"]),
                   "adv": _last_finite(vals["aux"]["adv"], state["impact"]["adv"])}
-        mon = dict(self.monitors(state, bar, ok, seen, E, vals), ts=bar["ts"])
+        mon = self.monitors(state, bar, ok, seen, E, vals)
         w, reasons, tail, tstate = self.targets(params, state, vals, ok, E, book, last_close,
                                                 mon)
         qty, limit, reasons, ostate = self.orders(state, bar, w, ok, E, book, last_close, mon,
-                                                  reasons, tstate["rebalance"], vals, impact)
+                                                  reasons, params, vals, impact)
         new = dict(state, x=xstate, t=state["t"] + 1, seen=seen, cash=book.cash,
                    positions=book.positions, last_close=last_close, equity=E, weights=w,
                    impact=impact, **mon["state"], **tstate, **ostate)
@@ -282,7 +283,6 @@ class StepBuilder:
                   "w_prev": state["weights"]}
         out, hits, target_state = self.target[1].update(inputs, state["target"], self.ctx)
         reasons = reasons | self.flags(hits)
-        out, held = self.hold(out, state["rebalance"], E, last_close, ok, warm, mon["ts"])
         w = jnp.where(gates, out["w"], _reduce_only(out["w"], w_cur))
         w = jnp.where(mon["exclude"], 0.0, w)
         reasons = reasons | jnp.where(mon["exclude"], bit("excluded"), 0)
@@ -302,8 +302,7 @@ class StepBuilder:
         reasons = reasons | jnp.where(level == HALTED, bit("halted"), 0) | \
             jnp.where(level == FLATTENING, bit("flattening"), 0)
         tail = res.get("tail_loss", jnp.asarray(jnp.nan))
-        return w, reasons, tail, {"target": target_state, "overlays": ov_state,
-                                  "rebalance": held}
+        return w, reasons, tail, {"target": target_state, "overlays": ov_state}
 
     def warmup(self, params):
         """Bars before the first trade, at the parameters of this run."""
@@ -324,22 +323,35 @@ class StepBuilder:
 
     # -- orders ---------------------------------------------------------------------------
 
-    def hold(self, out, rstate, E, last_close, ok, warm, ts):
-        """Between rebalances the sizing method's (or optimizer's) weights are replaced by the
-        shares held from the last rebalance, valued at this bar; the rest of the targets chain
-        (gates, caps, trading state) acts on them at every bar."""
+    def rebalance(self, state, params, w, ok, E, price, mon, ts):
+        """The target of each instrument in whole shares, and the new rebalance state. At a
+        rebalance the target is the one just computed; in between, it is the target of the last
+        rebalance, scaled when a `reduce` action's scale has changed since and zero when a
+        stand-down rule excludes the instrument (limits and rules act at every bar; HALTED and
+        FLATTENING cancel the parents, and a rebalance that falls while they are in force is
+        taken at the first bar after them)."""
         s = self.pir.spec.execution.rebalance
-        price = jnp.where(ok, last_close, jnp.nan)
-        scheduled, rs = rebalance.due(s, self.pir.policy.bar_seconds, rstate, ts, warm)
-        held_w = jnp.where((E > 0) & ok, rstate["shares"] * price / E, 0.0)
+        rs = state["rebalance"]
+        warm = state["t"] >= self.warmup(params)
+        scheduled, new = rebalance.due(s, self.pir.policy.bar_seconds, rs, ts, warm)
+        fresh = jnp.trunc(w * E / price)
         rb = jnp.broadcast_to(scheduled, (self.N,))
         if s.drift is not None:
-            rb = rb | (jnp.abs(out["w"] - held_w) > s.drift)
-        w = jnp.where(rb | ~ok, out["w"], held_w)
-        shares = jnp.where(rb & ok, out["w"] * E / price, rstate["shares"])
-        return dict(out, w=w), dict(rs, shares=shares, pre=w)
+            held_w = jnp.where(E > 0, rs["target"] * price / E, 0.0)
+            rb = rb | (jnp.abs(w - held_w) > s.drift)
+        level = mon["trading_state"]
+        stopped = (level == HALTED) | (level == FLATTENING)
+        rb, pending = (rb | rs["pending"]) & ~stopped, (rb | rs["pending"]) & stopped
+        scale = mon["scale"]
+        rescaled = jnp.trunc(jnp.where(rs["scale"] > 0, rs["target"] / rs["scale"], 0.0) * scale)
+        held = jnp.where(scale == rs["scale"], rs["target"], rescaled)
+        held = jnp.where(mon["exclude"], 0.0, held)
+        take = rb & ok & jnp.isfinite(fresh)
+        target = jnp.where(take, fresh, held)
+        return target, dict(new, target=jnp.where(take, fresh, rs["target"]),
+                            scale=jnp.where(take, scale, rs["scale"]), pending=pending)
 
-    def orders(self, state, bar, w, ok, E, book, last_close, mon, reasons, held, vals, impact):
+    def orders(self, state, bar, w, ok, E, book, last_close, mon, reasons, params, vals, impact):
         """Parent orders toward the targets, worked by the execution algorithm's child orders
         (`crowe.stdlib.execution.parent`), then the order rules (size, notional, throttles)."""
         ex, level, pos = self.pir.spec.execution, mon["trading_state"], book.positions
@@ -347,7 +359,7 @@ class StepBuilder:
         sent = jnp.where(jnp.isfinite(bar["sent_qty"]), bar["sent_qty"], 0.0)
         P = parent.book(state["parent"], fq, sent, ex.remainder == "carry")
         price = jnp.where(ok, last_close, jnp.nan)
-        target = jnp.where(w == held["pre"], jnp.trunc(held["shares"]), jnp.trunc(w * E / price))
+        target, rstate = self.rebalance(state, params, w, ok, E, price, mon, bar["ts"])
         target = jnp.where(ok & jnp.isfinite(target), target, P["target"])
         P = parent.open_new(P, target, pos, state["t"], price, self.horizon, ok)
         flat, halted = level == FLATTENING, level == HALTED
@@ -371,7 +383,7 @@ class StepBuilder:
         qty = res.get("qty", qty)
         limit = jnp.where(qty != 0, limit, jnp.nan)
         return qty, limit, reasons, {"orders": rules_state, "algo": algo_state,
-                                     "parent": dict(P, child=qty)}
+                                     "parent": dict(P, child=qty), "rebalance": rstate}
 
 
 def _valid(bar):
