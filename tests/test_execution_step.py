@@ -74,6 +74,14 @@ def test_a_monthly_book_trades_monthly_and_its_parents_complete(twap, bundled):
     assert 11 <= len(opened) / years <= 13.5
     assert np.mean(tca["filled_fraction"] == 1) > 0.95
     assert np.count_nonzero(o["order_qty"].any(1)) / years <= 5 * 13.5   # 5 slices each
+    # commission (1 bps) and half-spread (2 bps) are charged on the fill value: in bps of the
+    # value at arrival they are 1 and 2 times avg_fill / arrival
+    done = tca["filled_fraction"] > 0
+    ratio = tca["avg_fill_price"][done] / tca["arrival_price"][done]
+    np.testing.assert_allclose(tca["commission_bps"][done], ratio, rtol=1e-9)
+    np.testing.assert_allclose(tca["spread_bps"][done], 2 * ratio, rtol=1e-9)
+    np.testing.assert_allclose(tca["price_bps"][done], np.sign(tca["qty"][done]) *
+                               (ratio - 1) * 1e4, rtol=1e-9, atol=1e-9)
 
 
 def test_twap_children_are_the_slices_of_each_parent(twap, bundled):
