@@ -9,8 +9,9 @@ from __future__ import annotations
 from crowe.dsl import ast as A
 from crowe.dsl.check import CheckedPolicy
 from crowe.dsl.quantity import SECONDS
-from crowe.dsl.types import DIMENSIONLESS, DType, Kind, Type
+from crowe.dsl.types import DIMENSIONLESS, PRICE, DType, Kind, Type
 from crowe.stdlib import bars
+from crowe.stdlib.registry import HOLDINGS
 
 from . import ir
 
@@ -79,6 +80,8 @@ class Builder:
             return ir.Field(self.type_of(e), n, span=e.span)
         if n in self.p.params:
             return ir.Param(self.type_of(e), n, span=e.span)
+        if n in HOLDINGS:
+            return ir.Holding(self.type_of(e), n, span=e.span)
         if n in self.p.features:
             return self.feature(n)
         return self.signal[n]
@@ -120,6 +123,17 @@ class Builder:
             q = self.build(named["q"]) if "q" in named else None
             key = named.get("cond", named.get("x"))
             return ir.Reduce(t, f, self.build(key), q, span=span)
+        if f in _MOMENTS:
+            n, n_max = self.window(named["n"])
+            lag = self.window(named["lag"])[0] if f == "acf" else None
+            xs = (x, self.build(named["y"])) if f in ("corr", "beta") else (x,)
+            return ir.Moments(t, f, xs, n, n_max, lag, span=span)
+        if f == "rsi":
+            return self.rsi(x, named["n"], t, span)
+        if f == "atr":
+            return self.atr(named["n"], t, span)
+        if f in ("crossed_above", "crossed_below"):
+            return self.crossed(f, x, self.build(named["b"]), t, span)
         if f == "where":
             return ir.Select(t, self.build(named["cond"]), self.build(named["a"]),
                              self.build(named["b"]), span=span)
@@ -128,11 +142,49 @@ class Builder:
             return ir.Map(t, f, tuple(self.build(named[a]) for a in order), span=span)
         raise TypeError(f"no IR rule for function `{f}`")
 
+    def rsi(self, x: ir.Node, n: A.Expr, t: Type, span) -> ir.Node:
+        """100 * G / (G + L), G and L Wilder's averages of max(d, 0) and max(-d, 0) with d the
+        one-bar change of x (NaN-propagating `maximum`, so a missing change stays missing); 50
+        when both are 0."""
+        d = ir.Binary(x.type, "sub", x, ir.Lag(x.type, x, *self.one(), span=span), span=span)
+        zero = ir.Const(_INT, 0)
+        up = ir.Map(d.type, "maximum", (d, zero), span=span)
+        down = ir.Map(d.type, "maximum", (ir.Unary(d.type, "neg", d, span=span), zero), span=span)
+        w, w_max = self.window(n)
+        g, loss = (ir.Wilder(d.type, v, w, w_max, span=span) for v in (up, down))
+        total = ir.Binary(d.type, "add", g, loss, span=span)
+        ratio = ir.Binary(t, "mul", ir.Const(_INT, 100),
+                          ir.Binary(t, "div", g, total, span=span), span=span)
+        flat = ir.Binary(BOOL, "eq", total, zero, span=span)
+        return ir.Select(t, flat, ir.Const(_NUM, 50.0), ratio, span=span)
+
+    def atr(self, n: A.Expr, t: Type, span) -> ir.Node:
+        price = Type(Kind.SERIES, DType.FLOAT, PRICE)
+        hi, lo, c = (ir.Field(price, k) for k in ("high", "low", "close"))
+        prev = ir.Lag(price, c, *self.one(), span=span)
+        gaps = [ir.Binary(price, "sub", hi, lo, span=span)] + [
+            ir.Map(price, "abs", (ir.Binary(price, "sub", v, prev, span=span),), span=span)
+            for v in (hi, lo)]
+        tr = ir.Map(price, "maximum", (ir.Map(price, "maximum", tuple(gaps[:2]), span=span),
+                                       gaps[2]), span=span)
+        w, w_max = self.window(n)
+        return ir.Wilder(t, tr, w, w_max, span=span)
+
+    def crossed(self, f: str, a: ir.Node, b: ir.Node, t: Type, span) -> ir.Node:
+        d = ir.Binary(Type(t.kind, DType.FLOAT, a.type.unit), "sub", a, b, span=span)
+        before = ir.Lag(d.type, d, *self.one(), span=span)
+        zero = ir.Const(_INT, 0)
+        now_op, then_op = ("gt", "le") if f == "crossed_above" else ("lt", "ge")
+        return ir.Binary(t, "and", ir.Binary(t, now_op, d, zero, span=span),
+                         ir.Binary(t, then_op, before, zero, span=span), span=span)
+
     def one(self) -> tuple[ir.Node, int]:
         return ir.Const(_INT, 1), 1
 
 
 _INT = Type(Kind.CONST, DType.INT, None)
+_NUM = Type(Kind.CONST, DType.FLOAT, DIMENSIONLESS)
+_MOMENTS = ("corr", "beta", "skew", "kurt", "acf")
 
 
 def _argnames() -> dict[str, tuple[str, ...]]:

@@ -163,7 +163,33 @@ class History(Node):
     n_max: int
 
 
-STATEFUL = (Lag, Rolling, Ema, Turbulence)
+@dataclass(frozen=True, slots=True)
+class Wilder(Node):
+    """Wilder's smoothing of x: the mean of the first n valid values, then
+    avg += (x - avg) / n (an EMA with alpha = 1 / n); the state of `rsi` and `atr`."""
+    x: Node
+    n: Node
+    n_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Moments(Node):
+    """A statistic of the last n values of one or two series (the current one included), from
+    their ring buffers: corr beta skew kurt acf (`lag`, the autocorrelation's lag)."""
+    stat: str
+    xs: tuple[Node, ...]
+    n: Node
+    n_max: int
+    lag: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holding(Node):
+    """The book at the decision, per instrument: position weight bars_held entry_price."""
+    name: str
+
+
+STATEFUL = (Lag, Rolling, Ema, Turbulence, Wilder, Moments)
 
 
 def topo_order(roots) -> list[Node]:

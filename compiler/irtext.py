@@ -8,14 +8,26 @@ topological order from the roots in the order the policy declares them:
     %2 = lag %0, n=%1, n_max=1 : series float price
     root signal.mu = %17
 
-followed by the parameters, the ring buffers and the warm-up. Numbers are written exactly
+followed by the parameters, the ring buffers and the warm-up, then one `enforce` line per
+component the step applies (sizing or portfolio, every overlay, limit, stand-down rule, the
+execution algorithm and every order rule) with all its settings, and the compliance lists, so
+that a reviewer of an artifact reads every enforced value and action:
+
+    enforce overlay risk.position_max value=0.05
+    enforce limit risk.drawdown.from_peak action="flatten" cooldown="5d" max=0.25 ...
+
+Numbers are written exactly
 (`repr` of a float round-trips), spans are left out, so the text depends only on what the policy
 computes: the same IR always gives the same bytes.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 
+from pydantic import BaseModel
+
+from crowe.dsl.check import active_components
 from crowe.dsl.types import Type
 
 from . import ir
@@ -36,7 +48,42 @@ def ir_text(pir: PolicyIR) -> str:
     lines += [f"buffer {ids[node]} rows={rows}"
               for node, rows in sorted(pir.look.buffers.items(), key=lambda kv: _index(ids, kv))]
     lines.append(f"warmup {pir.warmup} max={pir.max_warmup}")
+    lines += enforced_lines(pir.spec)
     return "\n".join(lines) + "\n"
+
+
+def enforced_lines(spec) -> list[str]:
+    """One line per component the step applies, with every setting (defaults included), and
+    the compliance lists: what the artifact enforces, in a fixed order."""
+    out = []
+    for component, settings in active_components(spec):
+        path = ".".join(p for p in component.path if p != "*")
+        if component.slot == "detector":
+            path = f"stand_down.{_rule_name(spec, settings)}"
+        out.append(f"enforce {component.slot} {path} {component.name} "
+                   f"{_settings_text(settings)}".rstrip())
+    comp = spec.compliance
+    if comp is not None:
+        out.append(f"enforce compliance restricted={_value(list(comp.restricted))} "
+                   f"shorting={_value(comp.shorting.model_dump(mode='json'))}")
+    return out
+
+
+def _rule_name(spec, settings) -> str:
+    return next(name for name, rule in spec.stand_down.items() if rule is settings)
+
+
+def _settings_text(settings) -> str:
+    if isinstance(settings, BaseModel):
+        dumped = settings.model_dump(mode="json")
+        return " ".join(f"{k}={_value(v)}" for k, v in sorted(dumped.items()))
+    return f"value={_value(settings)}"
+
+
+def _value(v) -> str:
+    if isinstance(v, float):
+        return repr(v)
+    return json.dumps(v, sort_keys=True, separators=(",", ":"))
 
 
 def _node_line(node: ir.Node, ids: dict) -> str:

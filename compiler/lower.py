@@ -48,7 +48,7 @@ class Lowering:
             self.rings_of.setdefault(self.key[x], []).append(self.key[x])
         for (x, n) in (pir.look.windows or {}):
             self.rings_of.setdefault(self.key[x], []).append(f"{self.key[x]}w{n}")
-        self.emas = [self.key[n] for n in self.order if isinstance(n, ir.Ema)]
+        self.emas = [self.key[n] for n in self.order if isinstance(n, (ir.Ema, ir.Wilder))]
         # Rolling sums, means, variances and z-scores are running sums, updated in O(N) per bar
         # with x[t] in and x[t - n] out: their ring holds n + 1 rows.
         self.sums = [self.key[n] for n in self.order
@@ -76,6 +76,10 @@ class Lowering:
                 rows = n.n_max + 1
             elif isinstance(n, ir.Rolling) and not isinstance(n.n, ir.Const):
                 rows = n.n_max + 1 if n.stat in SUMS else n.n_max
+            elif isinstance(n, ir.Moments):
+                for x in n.xs:
+                    others[self.key[x]] = max(others.get(self.key[x], 1), n.n_max)
+                continue
             else:
                 continue
             others[self.key[n.x]] = max(others.get(self.key[n.x], 1), rows)
@@ -190,6 +194,23 @@ class _Env:
         ema, count, value = ind.ema_update(prev, count, x, n)
         self.emas[key] = (ema, count)
         return value
+
+    def lower_Wilder(self, node, x, n):
+        key = self.low.key[node]
+        prev, count = self.emas[key]
+        x = jnp.broadcast_to(jnp.asarray(x, jnp.float64), (self.low.N,))
+        avg, count, value = ind.wilder_update(prev, count, x, n)
+        self.emas[key] = (avg, count)
+        return value
+
+    def lower_Moments(self, node, *args):
+        const = lambda w, v: int(w.value) if isinstance(w, ir.Const) else v   # noqa: E731
+        n = const(node.n, self.values[node.n])
+        lag = None if node.lag is None else const(node.lag, self.values[node.lag])
+        return ind.moments(node.stat, [self.ring_of(x) for x in node.xs], self.pos, n, lag)
+
+    def lower_Holding(self, node):
+        return self.fields[node.name]
 
     def lower_CrossSection(self, node, x):
         x = jnp.where(self.valid, x, jnp.nan)

@@ -91,11 +91,17 @@ def builtin_roots(p: CheckedPolicy) -> dict:
 def to_ir(p: CheckedPolicy) -> PolicyIR:
     b = Builder(p)
     sig = {k: b.build(e) for k, e in p.signal.items()}
-    sig["prob_edge"] = ir.ProbEdge(FLOAT, sig["mu"], sig["sigma"], float(p.spec.signal.cost))
+    if p.spec.signal is None:        # weights given directly: no forecast, NaN in the results
+        nan = ir.Const(_NUM, float("nan"))
+        sig = {"mu": nan, "sigma": nan}
+    cost = float(p.spec.signal.cost) if p.spec.signal is not None else 0.0
+    sig["prob_edge"] = ir.ProbEdge(FLOAT, sig["mu"], sig["sigma"], cost)
     b.signal = sig
     gates = {k: b.build(e) for k, e in p.gates.items()}
     aux = builtin_roots(p)
     rules = {k: b.build(r.when) for k, r in p.rules.items() if r.when is not None}
+    if p.sizing_weight is not None:
+        aux["weight"] = b.build(p.sizing_weight)
     roots = {"signal": sig, "gates": gates, "rules": rules, "aux": aux}
     roots = cse(fold(roots))
     defaults = {k: v.default for k, v in p.params.items()}

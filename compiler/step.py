@@ -8,8 +8,10 @@ order:
    invalid this bar (its fields become NaN, it is not traded, it keeps its position).
 2. Book the fills the broker reports for the orders decided at the previous bar, accrue borrow
    on shorts and financing on negative cash, and mark the book to the close.
-3. Evaluate the policy's expressions (features, forecast, gates, stand-down conditions) and the
-   estimators the components read.
+3. Evaluate the policy's expressions (features, forecast, gates, stand-down conditions, a
+   weight sizing's weight) and the estimators the components read; expressions also see the
+   book after this bar's fills (`crowe.stdlib.holdings`: position, weight, bars held, entry
+   price).
 4. Monitors: the limits (drawdowns, trailing stop) and the stand-down rules; each that fires
    holds its action for its cooldown and for as long as it fires. The most severe action in force
    sets the trading state.
@@ -38,6 +40,7 @@ from crowe.stdlib import components as reg
 from crowe.stdlib import market as mk
 from crowe.stdlib.component import Ctx, chain
 from crowe.stdlib.execution import parent, rebalance
+from crowe.stdlib.holdings import holdings_init, holdings_update, holdings_view
 from crowe.stdlib.states import ACTIVE, FLATTENING, HALTED, REDUCING, SEVERITY
 
 from . import ir
@@ -164,6 +167,7 @@ class StepBuilder:
             "rules": {n: t.init(ctx) for n, t in self.rules.items()},
             "limit_cd": {n: i(0) for n in self.limits},
             "rule_cd": {n: jnp.zeros(N, jnp.int64) for n in self.rules},
+            "holding": holdings_init(N),
         }
 
     # -- the step -------------------------------------------------------------------------
@@ -173,6 +177,9 @@ class StepBuilder:
         fields = {k: jnp.where(ok, bar[k], jnp.nan) for k in bars.FIELDS}
         seen = state["seen"] | ok
         book, last_close, borrow, E, costs, traded = self.book(state, bar, ok)
+        holding = holdings_update(state["holding"], state["positions"],
+                                  book.positions - state["positions"], bar["fill_price"])
+        fields = dict(fields, **holdings_view(holding, book.positions, last_close, E))
         vals, xstate = self.low.evaluate(params, state["x"], fields, state["t"], ok)
         impact = {"vol": _last_finite(vals["aux"]["impact_vol"], state["impact"]["vol"]),
                   "adv": _last_finite(vals["aux"]["adv"], state["impact"]["adv"])}
@@ -183,7 +190,7 @@ class StepBuilder:
                                                   reasons, params, vals, impact)
         new = dict(state, x=xstate, t=state["t"] + 1, seen=seen, cash=book.cash,
                    positions=book.positions, last_close=last_close, equity=E, weights=w,
-                   impact=impact, **mon["state"], **tstate, **ostate)
+                   impact=impact, holding=holding, **mon["state"], **tstate, **ostate)
         value = book.positions * jnp.where(jnp.isfinite(last_close), last_close, 0.0)
         gross, net = jnp.abs(value).sum(), value.sum()
         ones = jnp.ones(self.N)
@@ -267,6 +274,8 @@ class StepBuilder:
         sigma = vals["signal"]["sigma"] * jnp.ones(self.N)
         warm = state["t"] >= self.warmup(params)
         forecast = jnp.isfinite(mu) & jnp.isfinite(sigma) & (sigma > 0)
+        if self.pir.spec.signal is None:   # weights given directly (`sizing: {method: weight}`)
+            forecast = jnp.ones(self.N, bool)
         tradable = ok & warm & forecast
         reasons = jnp.where(ok, 0, bit("invalid_data")) | jnp.where(warm, 0, bit("warmup")) | \
             jnp.where(forecast, 0, bit("no_forecast"))

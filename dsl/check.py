@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from crowe.stdlib import components as reg
 from crowe.stdlib.components import IMPACT_WINDOW
 from crowe.stdlib.component import Component, Need
-from crowe.stdlib.registry import ACTIONS, BAR_FIELDS, FUNCTIONS, SIGNAL_NAMES, Signature
+from crowe.stdlib.registry import (ACTIONS, BAR_FIELDS, FUNCTIONS, HOLDINGS, SIGNAL_NAMES,
+                                   Signature)
 
 from . import ast as A
 from .diagnostics import Diagnostics, Label, suggestion
@@ -84,12 +85,17 @@ class CheckedPolicy:
     max_lookbacks: dict[str, int] = field(default_factory=dict)  # at parameter range maxima
     warmup: int = 0
     max_warmup: int = 0
+    sizing_weight: A.Expr | None = None  # the expression of `sizing: {method: weight}`
 
 
 class Checker:
+    SUGGESTION_BUDGET = 100_000
     def __init__(self, source: SourceFile, root: MapNode, spec: PolicySpec,
                  diags: Diagnostics) -> None:
         self.src, self.root, self.spec, self.diags = source, root, spec, diags
+        # did-you-mean compares a word with every candidate: a budget of comparisons per check
+        # keeps a file of thousands of misspelt names linear (later ones get no suggestion)
+        self.suggestion_budget = self.SUGGESTION_BUDGET
         self.types: dict[A.Expr, Type] = {}
         self.lb: dict[A.Expr, tuple[int, int]] = {}
         self.params: dict[str, ParamInfo] = {}
@@ -132,6 +138,11 @@ class Checker:
         n = self.node(section)
         return n.keys() if isinstance(n, MapNode) else []
 
+    def is_declared(self, name: str, section: str) -> bool:
+        """Whether `section` has an entry `name` (an indexed lookup, not a scan)."""
+        n = self.node(section)
+        return isinstance(n, MapNode) and n.entry(name) is not None
+
     def quiet_parse(self, *path) -> A.Expr | None:
         """The expression at a path, its syntax errors left to the check that reports them."""
         diags, self.diags = self.diags, Diagnostics()
@@ -159,6 +170,7 @@ class Checker:
         self.check_features()
         signal = self.check_signal()
         gates = self.check_gates()
+        weight = self.check_weight()
         rules = self.check_rules()
         limits = self.check_risk()
         self.check_targets()
@@ -167,12 +179,14 @@ class Checker:
         self.check_unused()
         if self.diags.has_errors:
             return None
-        horizon = self.spec.signal.horizon.bars(self.bar_seconds) or 1
+        horizon = (self.spec.signal.horizon.bars(self.bar_seconds) or 1) \
+            if self.spec.signal is not None else 1
         lookbacks = {f"feature {k}": self.feature_lb[k][0] for k in self.order}
         maxes = {f"feature {k}": self.feature_lb[k][1] for k in self.order}
         roots = [("signal " + k, e) for k, e in signal.items()]
         roots += [("gate " + k, e) for k, e in gates.items()]
         roots += [("rule " + k, r.when) for k, r in rules.items() if r.when is not None]
+        roots += [("sizing weight", weight)] if weight is not None else []
         for label, e in roots:
             lookbacks[label], maxes[label] = self.lb.get(e, (0, 0))
         extra = self.builtin_lookbacks()
@@ -181,7 +195,7 @@ class Checker:
         return CheckedPolicy(
             self.src, self.spec, self.bar_seconds, self.params,
             {k: self.feature_src[k] for k in self.order}, signal, gates, rules, limits,
-            horizon, self.types, lookbacks, maxes, warm, wmax)
+            horizon, self.types, lookbacks, maxes, warm, wmax, weight)
 
     def builtin_lookbacks(self) -> list[int]:
         """The lookbacks of the components' estimators, and of the market model's (one-bar
@@ -204,7 +218,8 @@ class Checker:
     def check_params(self) -> None:
         for name, p in (self.spec.params or {}).items():
             span = self.key_span("params", name)
-            if name in BAR_FIELDS or name in FUNCTIONS or name in SIGNAL_NAMES:
+            if name in BAR_FIELDS or name in FUNCTIONS or name in SIGNAL_NAMES or \
+                    name in HOLDINGS:
                 self.diags.add("E0404", f"parameter `{name}` shadows a built-in name", span,
                                help="rename the parameter")
                 continue
@@ -243,7 +258,8 @@ class Checker:
             span = self.key_span("features", name)
             taken = ("a bar field" if name in BAR_FIELDS else "a parameter" if name in
                      self.params else "a function" if name in FUNCTIONS else "a signal name"
-                     if name in SIGNAL_NAMES else None)
+                     if name in SIGNAL_NAMES else "a view of the book" if name in HOLDINGS
+                     else None)
             if taken:
                 self.diags.add("E0404", f"feature `{name}` has the name of {taken}", span,
                                help="rename the feature")
@@ -282,6 +298,12 @@ class Checker:
     def check_signal(self) -> dict[str, A.Expr]:
         out = {}
         if self.spec.signal is None:
+            if self.node("signal") is None and \
+                    getattr(self.spec.sizing, "method", None) != "weight":
+                self.diags.add("E0302", "missing section `signal`", self.src.whole_file(),
+                               help="add `signal:` with `mu` (expected return) and `sigma` "
+                               "(its predictive std), or give the target weights directly "
+                               "with `sizing: {method: weight, weight: ...}`")
             return out
         for key in ("mu", "sigma"):
             e = self.parse("signal", key)
@@ -321,6 +343,25 @@ class Checker:
                 continue
             out[name] = e
         return out
+
+    def check_weight(self) -> A.Expr | None:
+        """The target weight of `sizing: {method: weight}`: a dimensionless number."""
+        if getattr(self.spec.sizing, "method", None) != "weight":
+            return None
+        e = self.parse("sizing", "weight")
+        t = self.infer(e, "sizing") if e is not None else None
+        if t is None:
+            return None
+        if not t.is_numeric:
+            self.diags.add("E0509", "the weight must be a number, found a condition", e.span,
+                           help=f"choose a weight with `where`, e.g. `where({_short(e)}, 10%, 0)`")
+            return None
+        if t.unit is not None and not t.unit.is_dimensionless:
+            self.diags.add("E0603", f"the weight must be a dimensionless fraction of equity, "
+                           f"found {t.unit}", e.span, help="a weight is a fraction such as "
+                           "`10%`; divide by a value of the same unit")
+            return None
+        return e
 
     def check_rules(self) -> dict[str, RuleInfo]:
         rules = self.spec.stand_down
@@ -531,6 +572,7 @@ class Checker:
 
     def check_compliance(self) -> None:
         self.check_long_only_net()
+        self.check_order_notional()
         comp = self.spec.compliance
         if comp is None or self.spec.universe is None:
             return
@@ -539,7 +581,7 @@ class Checker:
             if isinstance(listed, list) and sym not in listed:
                 self.diags.add("W0302", f"restricted symbol `{sym}` is not in the universe",
                                self.span("compliance", "restricted", i),
-                               help=suggestion(sym, listed) or "it can never trade anyway")
+                               help=self.suggest(sym, listed) or "it can never trade anyway")
         if not comp.shorting.allowed and comp.shorting.locates:
             self.diags.add("W0304", "locates are listed but shorting is not allowed",
                            self.span("compliance", "shorting", "locates"))
@@ -557,6 +599,31 @@ class Checker:
                                help="a restricted symbol is never held, so its locate has no "
                                "effect: remove it from `locates`, or from `restricted` if it "
                                "may trade")
+
+    # a notional cap that binds only for books above this equity protects no real book
+    NOTIONAL_NEVER_BINDS = 1e11
+
+    def check_order_notional(self) -> None:
+        """`max_order_notional` so large that the risk caps keep every order far below it: a
+        reviewer reads a limit that never acts."""
+        comp, risk = self.spec.compliance, self.spec.risk
+        most = getattr(comp, "max_order_notional", None) if comp is not None else None
+        if most is None:
+            return
+        # the largest order as a share of equity: a position taken from one cap to the other
+        bounds = [(2 * v, f"`{name}: {v * 100:g}%`") for name in ("position_max", "gross_max")
+                  if risk is not None and (v := getattr(risk, name, None))]
+        share, why = min(bounds) if bounds else (2.0, "a book turned from +100% to -100%")
+        binds_at = most / share
+        if binds_at <= self.NOTIONAL_NEVER_BINDS:
+            return
+        self.diags.add("W0306", f"`max_order_notional: {most:.6g}` can only bind for a book of "
+                       f"more than {binds_at:,.0f} in equity: with {why} no order is larger "
+                       f"than {share * 100:g}% of the equity",
+                       self.span("compliance", "max_order_notional"),
+                       help="set it to the largest single order you would accept, in the "
+                       "book's currency (for example `max_order_notional: 250000`), or remove "
+                       "it")
 
     def check_long_only_net(self) -> None:
         """A book that cannot be short has a net exposure equal to its gross exposure, so a net
@@ -594,6 +661,7 @@ class Checker:
         places += [(("signal", k), None) for k in ("mu", "sigma")]
         places += [(("gates", k), None) for k in self.declared("gates")]
         places += [(("stand_down", k, "when"), None) for k in self.declared("stand_down")]
+        places += [(("sizing", "weight"), None)]
         used: set[str] = set()
         for path, owner in places:
             n = self.node(*path)
@@ -654,29 +722,49 @@ class Checker:
         if n in self.params:
             p = self.params[n]
             return Type(Kind.PARAM, p.dtype, None), (0, 0)
+        if n in HOLDINGS:
+            return HOLDINGS[n][0], (0, 0)
         if n in self.feature_src:
             t = self.type_feature(n, stack) if where == "features" else \
                 self.feature_types.get(n)
             return t, self.feature_lb.get(n, (0, 0))
         if n in SIGNAL_NAMES:
-            if where in ("gates", "stand_down"):
+            if self.spec.signal is None and self.node("signal") is None:
+                self.diags.add("E0402", f"`{n}` needs a `signal` section", e.span,
+                               help="add `signal:` with `mu` and `sigma`, or use the features "
+                               "directly")
+                return None, (0, 0)
+            if where in ("gates", "stand_down", "sizing"):
                 return Type(Kind.SERIES, DType.FLOAT, DIMENSIONLESS), (0, 0)
             self.diags.add("E0402", f"`{n}` is not available in `{where}`", e.span,
-                           help=f"`{n}` comes from the signal; use it in `gates` or "
-                           "`stand_down`")
+                           help=f"`{n}` comes from the signal; use it in `gates`, "
+                           "`stand_down` or a sizing `weight`")
             return None, (0, 0)
         if n in FUNCTIONS:
             self.diags.add("E0401", f"`{n}` is a function, not a value", e.span,
                            help=f"call it, e.g. `{n}(...)`")
             return None, (0, 0)
-        if n in self.declared("params") or n in self.declared("features"):
+        if self.is_declared(n, "params") or self.is_declared(n, "features"):
             return None, (0, 0)           # declared, but its definition was reported broken
-        known = list(BAR_FIELDS) + list(self.params) + list(self.feature_src)
-        if where in ("gates", "stand_down"):
-            known += list(SIGNAL_NAMES)
         self.diags.add("E0401", f"unknown name `{n}`", e.span, label="not defined",
-                       help=suggestion(n, known) or "define it under `features` or `params`")
+                       help=self.suggest(n, lambda: self.names_in_scope(where))
+                       or "define it under `features` or `params`")
         return None, (0, 0)
+
+    def names_in_scope(self, where: str) -> list[str]:
+        known = list(BAR_FIELDS) + list(HOLDINGS) + list(self.params) + list(self.feature_src)
+        if where in ("gates", "stand_down", "sizing") and self.spec.signal is not None:
+            known += list(SIGNAL_NAMES)
+        return known
+
+    def suggest(self, word: str, candidates) -> str | None:
+        """`suggestion(word, candidates)` while the check's comparison budget lasts;
+        `candidates` may be a function giving them (built only within the budget)."""
+        if self.suggestion_budget <= 0:
+            return None
+        candidates = candidates() if callable(candidates) else candidates
+        self.suggestion_budget -= len(candidates)
+        return suggestion(word, candidates) if self.suggestion_budget >= 0 else None
 
     def unary(self, e: A.Unary, t: Type) -> Type | None:
         if e.op == "not":
@@ -785,6 +873,12 @@ class Checker:
                            bound[0][1].span, help="give a window for a z-score over time, "
                            "e.g. `zscore(x, 63)`")
             ok = False
+        if ok and sig.windows_ok is not None:
+            problem = sig.windows_ok({k: v[0] for k, v in windows.items() if v})
+            if problem:
+                self.diags.add("E0502", f"`{sig.name}` {problem}", e.span,
+                               help=f"`{sig.name}`: {sig.doc}")
+                ok = False
         if not ok:
             return None, lb
         result = sig.result(types)

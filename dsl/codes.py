@@ -82,6 +82,7 @@ CODES = {
     "W0303": "no drawdown limit",
     "W0304": "locates listed while shorting is not allowed",
     "W0305": "a symbol both restricted and listed for locates",
+    "W0306": "an order notional cap so large that no order of a real book reaches it",
 }
 
 

@@ -167,7 +167,7 @@ class PolicySpec(Section):
     universe: Universe = Universe()
     params: dict[str, Param] = {}
     features: dict[str, Expr] = {}
-    signal: Signal
+    signal: typing.Optional[Signal] = None   # optional only with `sizing: {method: weight}`
     gates: dict[str, Expr] = {}
     sizing: typing.Optional[Sizing] = None
     portfolio: typing.Optional[Portfolio] = None

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from .engine import Engine, panel_bars
 from .metrics import compute_metrics
+from .trades import panel_trades, trade_metrics
 
 
 @dataclass
@@ -165,6 +166,8 @@ def backtest(engine: Engine, panel, params: dict | None = None, runner: Runner |
     metrics = compute_metrics(out["equity"], out["gross"] * out["equity"],
                               out["net"] * out["equity"], out["traded_notional"],
                               out["costs"] + out["borrow"], engine.bars_per_year)
+    metrics.update(trade_metrics(panel_trades(out["fill_qty"], out["fill_price"],
+                                              out["fill_cost"], engine.symbols)))
     metrics.update(tca_metrics(tca_columns(out)))
     return BacktestResult(engine, np.asarray(panel.ts)[start:], out, metrics, carry, start)
 
@@ -280,7 +283,7 @@ def write_results(result: BacktestResult, out_dir: str) -> dict[str, str]:
     written = {}
     for name, table in result_tables(result).items():
         target = path / f"{name}.parquet"
-        pq.write_table(table, target, compression="zstd")
+        pq.write_table(table, target, compression="zstd", write_page_checksum=True)
         written[name] = str(target)
     metrics_path = path / "metrics.json"
     tmp = metrics_path.with_suffix(".json.tmp")

@@ -12,23 +12,28 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
 
 from crowe.compiler.artifact.keys import KeyFileError
-from crowe.compiler.artifact.signatures import ROLES
+from crowe.compiler.artifact.signatures import ROLES, TRUST_ROLES
 from crowe.compiler.artifact.trust import TrustStoreError
 from crowe.compiler.artifact.verify import STAGES, ArtifactError
 from crowe.dsl.quantity import QuantityError, check_ascii_digits
 
 from .data import DataError, load_bars
 from .engine import ParamError
+from .htmlreport import ReportError
 from .paper.checkpoint import CheckpointError
 from .paper.commands import FeedSpecError
 from .paper.journal import JournalError
 from .paper.loop import PaperError
 from .quantity_cli import DurationError
 from .run import RunError
+from .sweep import GridError
+from .stress import StressError
+from .walkforward import WalkForwardError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
@@ -40,7 +45,8 @@ class UserError(Exception):
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
                                             KeyFileError, TrustStoreError, PaperError,
                                             JournalError, CheckpointError, FeedSpecError,
-                                            DurationError)
+                                            DurationError, ReportError, GridError,
+                                            WalkForwardError, StressError)
 
 
 class _Guarded(click.Group):
@@ -82,8 +88,9 @@ def data() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
 def data_check(path: str, fmt: str) -> None:
-    """Validate the bar file PATH and report every problem: each bad row, and each instrument
-    with zero or missing volume on most bars (its orders could not fill).
+    """Validate the bar file PATH and report every problem: each bad row, each instrument
+    with zero or missing volume on most bars (its orders could not fill), and each split-like
+    jump (an unadjusted split: `crowe data import --adjust splits`).
 
     Exits 0 when the file loads with no issues, 1 when it loads with issues, 2 when it cannot
     be used.
@@ -96,6 +103,68 @@ def data_check(path: str, fmt: str) -> None:
         if len(report.issues) > 20:
             click.echo("  (use --format json for every issue)")
     raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
+
+
+@data.command("import")
+@click.argument("src", metavar="SRC", type=click.Path(path_type=str))
+@click.option("-o", "--out", required=True, metavar="BARS.parquet", help="Bar file to write.")
+@click.option("--layout", type=click.Choice(["auto", "long", "wide"]), default="auto",
+              show_default=True, help="long: a row per time and symbol; wide: a close column "
+              "per symbol; auto: long when there is a symbol column or --name.")
+@click.option("--ts", "ts_col", metavar="COL", help="The time column (default: ts, date, ...).")
+@click.option("--symbol", "symbol_col", metavar="COL", help="The symbol column (ticker, ...).")
+@click.option("--open", "open_col", metavar="COL")
+@click.option("--high", "high_col", metavar="COL")
+@click.option("--low", "low_col", metavar="COL")
+@click.option("--close", "close_col", metavar="COL")
+@click.option("--volume", "volume_col", metavar="COL")
+@click.option("--adj-close", "adj_close_col", metavar="COL",
+              help="The adjusted close column (default: `Adj Close`, `adj_close`, ...).")
+@click.option("--name", metavar="SYMBOL", help="The symbol of a one-instrument file.")
+@click.option("--tz", metavar="ZONE",
+              help="The zone of times written without an offset (default UTC).")
+@click.option("--ts-format", metavar="FORMAT", help="strptime format of the times, e.g. %Y%m%d.")
+@click.option("--adjust", type=click.Choice(["none", "adjusted", "splits"]), default="none",
+              show_default=True, help="adjusted: by the adjusted close; splits: the split-like "
+              "jumps that `crowe data check` finds.")
+@click.option("--force", is_flag=True, help="Overwrite BARS.parquet.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+def data_import(src, out, layout, ts_col, symbol_col, open_col, high_col, low_col, close_col,
+                volume_col, adj_close_col, name, tz, ts_format, adjust, force, fmt) -> None:
+    """Import the CSV or Parquet file SRC as a bar file, then check it as `crowe data check`
+    does (exit 0 clean, 1 written with issues, 2 not written)."""
+    from .dataimport import import_bars
+    columns = {"ts": ts_col, "symbol": symbol_col, "open": open_col, "high": high_col,
+               "low": low_col, "close": close_col, "volume": volume_col,
+               "adj_close": adj_close_col}
+    done = import_bars(src, out, columns, layout, name, tz, ts_format, adjust, force)
+    _, report = load_bars(out)
+    if fmt == "json":
+        click.echo(json.dumps({"out": out, "layout": done.layout, "rows": done.table.num_rows,
+                               "notes": done.notes, "check": report.to_json()}, indent=2))
+    else:
+        click.echo(f"wrote {out}: {done.table.num_rows:,} rows ({done.layout} source)")
+        for note in done.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.render_text())
+    raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
+
+
+def _positive(value: str | None) -> float | None:
+    """A positive, finite number in ASCII digits (None stays None)."""
+    if value is None:
+        return None
+    try:
+        check_ascii_digits(value)
+        number = float(value)
+    except QuantityError as e:
+        raise click.BadParameter(f"{e}; {e.help}") from None
+    except ValueError:
+        raise click.BadParameter(f"`{value}` is not a number") from None
+    if not (math.isfinite(number) and number > 0):
+        raise click.BadParameter(f"`{value}` is not a positive, finite number")
+    return number
 
 
 def _cash(ctx, param, value: str) -> float:
@@ -131,7 +200,9 @@ def _cash(ctx, param, value: str) -> float:
 @click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt) -> None:
+@click.option("--report", "report", is_flag=True,
+              help="Also write report.html next to the results (as `crowe report` does).")
+def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt, report) -> None:
     """Backtest POLICY on bar data and print its metrics.
 
     POLICY is a `.policy` source (compiled first) or a `.cpol` artifact, which is verified for
@@ -141,7 +212,119 @@ def backtest(policy, data, start, end, params, cash, trust_dir, out_dir, fmt) ->
     from .commands import run_backtest
     from .run import default_out, usable_out_dir
     out_dir = usable_out_dir(out_dir or default_out(policy))
-    run_backtest(policy, data, start, end, params, cash, out_dir, fmt, trust_dir)
+    run_backtest(policy, data, start, end, params, cash, out_dir, fmt, trust_dir, report)
+
+
+@main.command("report")
+@click.argument("result_dir", metavar="RESULT_DIR", type=click.Path(path_type=str))
+@click.option("-o", "--output", default=None, metavar="FILE.html",
+              help="Where to write the report (default: RESULT_DIR/report.html).")
+@click.option("--benchmark", default="buy_and_hold", show_default=True,
+              metavar="SYMBOL|buy_and_hold|none",
+              help="Compare against one symbol of the run's data, the equal-weighted buy and "
+                   "hold of its universe, or nothing.")
+def report_cmd(result_dir, output, benchmark) -> None:
+    """Write one self-contained HTML report (charts inline, nothing loaded from the network)
+    of the backtest results in RESULT_DIR."""
+    from .htmlreport import write_report
+    click.echo(f"wrote {write_report(result_dir, output, benchmark, warn=_warn)}")
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+# -- research: sweeps, walk-forward, stress -----------------------------------------------------
+
+_DATA = click.option("--data", type=click.Path(path_type=str), default=None,
+                     help="Parquet bar file (default: the bundled data that covers the universe).")
+_GRID = click.option("--grid", "grid", multiple=True, metavar="NAME=LO:HI:STEP|NAME=v1,v2",
+                     help="A parameter axis (both ends included); repeatable. Values must lie "
+                          "in the parameter's declared range.")
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@_GRID
+@_DATA
+@click.option("--start", default=None, help="First date counted; earlier bars warm up.")
+@click.option("--end", default=None, help="Last date simulated (inclusive).")
+@click.option("--metric", default="sharpe", show_default=True, help="Metric that ranks runs.")
+@click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY/sweep).")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--equity", is_flag=True, help="Also write each run's per-bar equity.")
+@click.option("--per-instrument", is_flag=True,
+              help="Run each instrument of the data as its own one-instrument universe.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Runs shown.")
+@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True,
+              help="Where batches run: this machine.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument, top,
+          backend, fmt) -> None:
+    """Backtest every combination of the --grid axes in batches through one compiled
+    program; write one Parquet row per run with every metric, print the best runs and the
+    overfitting statistics (PSR, DSR, PBO)."""
+    from .research import run_sweep
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "sweep"))
+    run_sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument,
+              top, fmt)
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@_GRID
+@_DATA
+@click.option("--train", required=True, help="Training window, e.g. 3y, 18mo, 26w, 90d.")
+@click.option("--test", required=True, help="Test window that follows it, e.g. 6mo.")
+@click.option("--step", default=None, help="How far each fold moves (default: --test).")
+@click.option("--anchored", is_flag=True, help="Every training window starts at the first.")
+@click.option("--start", default=None, help="Where the first training window starts.")
+@click.option("--end", default=None, help="Last date used (inclusive).")
+@click.option("--select", default="sharpe", show_default=True,
+              help="Metric that chooses each fold's parameters in sample.")
+@click.option("--out", "out_dir", default=None,
+              help="Results directory (default out/POLICY/walkforward).")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def walkforward(policy, grid, data, train, test, step, anchored, start, end, select, out_dir,
+                cash, fmt) -> None:
+    """Walk-forward: choose the best --grid combination on each training window, trade it
+    on the next test window with the book carried across folds; print per-fold choices, in-
+    and out-of-sample metrics and the stitched out-of-sample result."""
+    from .research import run_walkforward
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "walkforward"))
+    run_walkforward(policy, grid, data, start, end, train, test, step, anchored, select,
+                    out_dir, cash, fmt)
+
+
+@main.command()
+@click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--scenario", required=True, metavar="NAME",
+              help="An episode (gfc2008, flash2010, covid2020) or a shock: gap:-10%, "
+                   "vol:3x:20, drought:20, halt:5.")
+@_DATA
+@click.option("--start", default=None, help="First date traded; earlier bars warm up.")
+@click.option("--end", default=None, help="Last date simulated (inclusive).")
+@click.option("--at", default=None, help="Date of the shock (default: the middle of the run).")
+@click.option("--symbols", default=None, metavar="A,B",
+              help="Instruments the shock hits (default: all).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Override a policy parameter; repeatable.")
+@click.option("--cash", default="1e6", show_default=True, callback=_cash, help="Initial capital.")
+@click.option("--out", "out_dir", default=None, help="Results directory (default out/POLICY/stress).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def stress(policy, scenario, data, start, end, at, symbols, params, cash, out_dir, fmt) -> None:
+    """Replay a real episode of the data, or shock the bars and compare with the unshocked
+    run: drawdown, worst bar, bars to recover, and which limits and rules were in force."""
+    from .research import run_stress
+    from .run import default_out, usable_out_dir
+    out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "stress"))
+    run_stress(policy, scenario, data, start, end, at, symbols, params, cash, out_dir, fmt)
 
 
 # -- artifacts: keys, signatures, trust, verification ----------------------------------------
@@ -179,8 +362,9 @@ def trust() -> None:
 
 @trust.command("add")
 @click.argument("public_key", metavar="KEY.pub", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--role", "roles", required=True, multiple=True, type=_ROLE,
-              help="A role the key may sign in; repeatable.")
+@click.option("--role", "roles", required=True, multiple=True, type=click.Choice(TRUST_ROLES),
+              help="A role the key may sign in (`journal`: a paper runtime's journal key); "
+                   "repeatable.")
 @click.option("--trust", "trust_dir", required=True, metavar="DIR", help="Trust store.")
 def trust_add(public_key, roles, trust_dir) -> None:
     """Trust KEY.pub for the given roles (replacing its earlier entry, if any)."""
@@ -244,7 +428,8 @@ def paper() -> None:
     """Paper-trade a signed artifact bar by bar, or manage a run.
 
     \b
-    crowe paper ARTIFACT --trust DIR --state-dir DIR --feed replay:PATH|stdin [--speed X]
+    crowe paper ARTIFACT --trust DIR --journal-key KEY --state-dir DIR
+                --feed replay:PATH|stdin [--speed X]
     crowe paper kill --state-dir DIR [--flatten]
     crowe paper resume --state-dir DIR
     crowe paper status --state-dir DIR [--format json]
@@ -254,10 +439,13 @@ def paper() -> None:
 @paper.command("run", hidden=True)
 @click.argument("artifact", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--trust", "trust_dir", required=True, metavar="DIR", help="Trust store.")
+@click.option("--journal-key", "journal_key", required=True, metavar="KEY",
+              help="Private key that signs every journal record; the trust store must hold its "
+                   "public key in the role `journal`.")
 @click.option("--state-dir", required=True, metavar="DIR",
               help="Journal, checkpoint and controls.")
 @click.option("--feed", "feed", required=True, metavar="SPEC", help="`replay:PATH` or `stdin`.")
-@click.option("--speed", type=float, default=None,
+@click.option("--speed", default=None, callback=lambda ctx, param, value: _positive(value),
               help="Replay at this many times real time (default: as fast as possible).")
 @click.option("--max-gap", default="10d", show_default=True,
               help="Halt when the next bar is more than this long after the last one (a stale "
@@ -266,17 +454,20 @@ def paper() -> None:
               help="Refuse a bar dated more than this ahead of the wall clock; `none` turns "
                    "it off.")
 @click.option("--allow-rollback", is_flag=True, help="Run a lower version than one already run.")
-def paper_run(artifact, trust_dir, state_dir, feed, speed, max_gap, max_ahead,
+def paper_run(artifact, trust_dir, journal_key, state_dir, feed, speed, max_gap, max_ahead,
               allow_rollback) -> None:
     """Paper-trade ARTIFACT: it must verify for stage `paper` (an `author` signature from the
-    trust store). Every bar is journaled (hash-chained) and the state checkpointed in
-    --state-dir; a restart resumes where it stopped. SIGUSR1 halts, SIGUSR2 flattens."""
+    trust store). Every bar is journaled (hash-chained, each record signed with
+    --journal-key) and the state checkpointed in --state-dir; a restart resumes where it
+    stopped. SIGUSR1 halts, SIGUSR2 flattens."""
     from .artifact import load_artifact
-    from .paper.commands import record_version, run_paper
+    from .paper.commands import journal_signer, record_version, run_paper
+    signer, trusted = journal_signer(journal_key, trust_dir)
     loaded = load_artifact(artifact, trust_dir, "paper", state_dir, allow_rollback)
     raise click.exceptions.Exit(run_paper(
         loaded.engine, loaded.verified.digest, state_dir, feed, speed, max_gap, max_ahead,
-        on_start=lambda: record_version(loaded.verified.artifact, state_dir, allow_rollback)))
+        on_start=lambda: record_version(loaded.verified.artifact, state_dir, allow_rollback),
+        signer=signer, trusted=trusted))
 
 
 @paper.command("kill")
@@ -313,10 +504,14 @@ def journal() -> None:
 
 @journal.command("verify")
 @click.argument("state_dir", metavar="DIR", type=click.Path(path_type=str))
-def journal_verify(state_dir) -> None:
-    """Check the hash chain; name the first bad record. Exit 1 when the chain is broken."""
+@click.option("--trust", "trust_dir", required=True, metavar="DIR",
+              help="Trust store holding the runtime's key in the role `journal`.")
+def journal_verify(state_dir, trust_dir) -> None:
+    """Check the hash chain, every record's signature by a trusted `journal` key, and that the
+    checkpoint holds the state journaled at its bar; name the first bad record. Exit 1 when
+    something does not hold."""
     from .paper.commands import journal_verify as run
-    raise click.exceptions.Exit(run(state_dir))
+    raise click.exceptions.Exit(run(state_dir, trust_dir))
 
 
 @journal.command("export")

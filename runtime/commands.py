@@ -10,13 +10,14 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .manifest import build_manifest, write_manifest
 from .run import (data_warnings, default_out, is_artifact, parse_params, prepare,
                   prepare_artifact)
 
 
 
 def run_backtest(policy, data, start, end, param_items, cash, out_dir, fmt,
-                 trust_dir=None) -> None:
+                 trust_dir=None, report=False) -> None:
     from .backtest import backtest, write_results
     from .engine import Engine
 
@@ -27,10 +28,12 @@ def run_backtest(policy, data, start, end, param_items, cash, out_dir, fmt,
     if artifact:
         t0 = time.perf_counter()
         prep, loaded = prepare_artifact(policy, data, start, end, trust_dir, cash)
+        verified = loaded.verified
         overrides = parse_params(param_items)
         engine = loaded.engine
     else:
         prep = prepare(policy, data, start, end)
+        verified = None
         overrides = parse_params(param_items)
         t0 = time.perf_counter()
         engine = Engine.from_policy(prep.check.policy, prep.panel.symbols, cash)
@@ -50,6 +53,12 @@ def run_backtest(policy, data, start, end, param_items, cash, out_dir, fmt,
     elapsed = time.perf_counter() - t0
     out_dir = out_dir or default_out(policy)
     written = write_results(result, out_dir)
+    written["run"] = write_manifest(out_dir, build_manifest(
+        policy, engine, params, prep, cash, written, verified, prep.check))
+    if report:
+        from .htmlreport import write_report
+        written["report"] = write_report(
+            out_dir, warn=lambda message: click.echo(f"warning: {message}", err=True))
     bars = prep.panel.T - first
     warm = f"{engine.warmup} bars" + (f" ({first:,} bars before the start, not traded)"
                                       if first else "")

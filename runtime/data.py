@@ -19,6 +19,9 @@ kind            problem                                                         
 ``no_volume``   an instrument whose volume is 0 or missing on more than half of its   valid
                 bars (close-only data): the market model fills at most a fraction
                 of a bar's volume, so its orders would rarely or never fill
+``split``       the close and the open jump from the previous valid close by a split  valid
+                ratio (x1/2, x1/3, x2, ...: `split_jumps`): an unadjusted split,
+                which a policy would see as a -50% (or +100%) return
 ==============  ====================================================================  ========
 
 ``ohlc`` allows a relative tolerance of 1e-9 for float rounding. ``no_volume`` is one issue per
@@ -40,6 +43,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
+import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -55,7 +60,7 @@ from crowe.stdlib import bars
 COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
 FIELDS = bars.FIELDS
 ISSUE_KINDS = ("missing", "unsorted", "duplicate", "bad_price", "bad_volume", "ohlc",
-               "no_volume")
+               "no_volume", "split")
 OHLC_RTOL = 1e-9  # float rounding only: a real inconsistency is far larger
 _ALIASES = {"ts": ("date", "time", "timestamp", "datetime", "dt"),
             "symbol": ("ticker", "sym", "asset")}
@@ -164,6 +169,7 @@ class DataReport:
     first_ts: str | None
     last_ts: str | None
     coverage: tuple[Coverage, ...] = field(default=())
+    sha256: str | None = None          # of the file's bytes, as read
 
     @property
     def ok(self) -> bool:
@@ -180,7 +186,7 @@ class DataReport:
 
     def to_json(self) -> dict:
         return {
-            "path": self.path, "rows": self.rows, "symbols": self.symbols, "bars": self.bars,
+            "path": self.path, "sha256": self.sha256, "rows": self.rows, "symbols": self.symbols, "bars": self.bars,
             "first_ts": self.first_ts, "last_ts": self.last_ts, "ok": self.ok,
             "invalid_bars": self.invalid_bars, "missing_bars": self.missing_bars,
             "counts": self.counts,
@@ -211,7 +217,10 @@ class DataReport:
         """A compact summary: counts, issue kinds, the first ``limit`` issues, thin coverage."""
         span = f" ({self.first_ts} to {self.last_ts})" if self.first_ts else ""
         lines = [f"{self.path}: {self.rows:,} rows, {self.symbols:,} symbols,"
-                 f" {self.bars:,} bars{span}",
+                 f" {self.bars:,} bars{span}"]
+        if self.sha256:
+            lines.append(f"sha256: {self.sha256}")
+        lines += [
                  f"invalid bars: {self.invalid_bars:,}; missing bars: {self.missing_bars:,}"
                  f" ({_gap_summary(self.coverage)})"]
         counts = ", ".join(f"{n:,} {k}" for k, n in self.counts.items())
@@ -255,7 +264,16 @@ def load_bars(path, start=None, end=None, symbols: Iterable[str] | None = None
     if rows.size == 0:
         raise DataError(f"`{path}`: no rows {_window(start, end, symbols)}")
     panel, issues, coverage = _align(table.filter(pa.array(keep)), rows, symbols)
-    return panel, _report(path, panel, issues, coverage, rows.size)
+    return panel, _report(path, panel, issues, coverage, rows.size, file_sha256(path))
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes (hex), the identity of a data file in results and journals."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def align(bars: pa.Table | Mapping[str, Sequence]) -> Panel:
@@ -270,9 +288,16 @@ def align(bars: pa.Table | Mapping[str, Sequence]) -> Panel:
 
 def write_bars(path, ts, symbol, open, high, low, close, volume, compression: str = "zstd") -> None:
     """Write a long bar file. ``ts`` may be datetime64 (``datetime64[D]`` is stored as a date),
-    ISO strings, int ns, or a pyarrow array; None/NaT become nulls."""
+    ISO strings, int ns, or a pyarrow array; None/NaT become nulls. Every data page carries a
+    CRC-32 checksum, which every read verifies."""
     table = _to_table(ts, symbol, open, high, low, close, volume)
-    pq.write_table(table, os.fspath(path), compression=compression)
+    write_table(table, path, compression=compression)
+
+
+def write_table(table: pa.Table, path, compression: str = "zstd") -> None:
+    """Write a Parquet file with a CRC-32 checksum on every data page (the project's files:
+    bars, backtest results, journal exports)."""
+    pq.write_table(table, os.fspath(path), compression=compression, write_page_checksum=True)
 
 
 def _read(path: str) -> pa.Table:
@@ -287,8 +312,12 @@ def _read(path: str) -> pa.Table:
                         f" Parquet with columns {', '.join(COLUMNS)}") from None
     _check_schema(path, schema)
     try:
-        table = pq.read_table(path, columns=list(COLUMNS))
+        table = pq.read_table(path, columns=list(COLUMNS), page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
+        if "checksum" in str(e).lower():
+            raise DataError(f"`{path}` is damaged: a data page does not match its checksum "
+                            "(the file was altered or corrupted after it was written); "
+                            "restore it from its source") from None
         raise DataError(f"`{path}`: cannot read the bars ({_first_line(e)})") from None
     if table.num_rows == 0:
         raise DataError(f"`{path}` has no rows")
@@ -421,6 +450,7 @@ def _align(table: pa.Table, rows: np.ndarray, universe: Sequence[str] | None = N
         found.append((kind, pos[bad], messages))
         invalid[bad] = True
     panel, present = _scatter(times, symbols, ti, ci, x, ~invalid)
+    found.append(_split_issues(panel, ti[~invalid], ci[~invalid], pos[~invalid]))
     issues = _no_volume(symbols, ci, x["volume"]) + r.issues(found)
     return panel, issues, _coverage(panel, present, r.unit)
 
@@ -443,6 +473,71 @@ def _no_volume(symbols: Sequence[str], ci: np.ndarray, volume: np.ndarray) -> li
             f"fills at most a fraction of a bar's volume, so orders in {symbols[j]} would {how} "
             "fill (use bars with traded volume)"))
     return out
+
+
+SPLIT_RATIOS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0, 10.0, 20.0)  # k-for-1 splits (and 1-for-k)
+SPLIT_RTOL = 0.02     # how close the close's jump must be to a ratio (the open's: 2.5x this)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitJump:
+    """A jump like an unadjusted split: at bar ``t`` of ``symbol`` the close is ``ratio``
+    times the previous valid close, within `SPLIT_RTOL` of ``factor`` (1/2 for a 2-for-1
+    split, 2 for a 1-for-2 reverse split)."""
+
+    symbol: str
+    t: int
+    ratio: float
+    factor: float
+
+    @property
+    def label(self) -> str:
+        from fractions import Fraction
+        f = Fraction(self.factor).limit_denominator(4)
+        if f < 1:
+            return f"{f.denominator}-for-{f.numerator} split"
+        return f"{f.denominator}-for-{f.numerator} reverse split"
+
+
+def split_jumps(panel: Panel) -> list[SplitJump]:
+    """Every bar whose close and open both jump from the previous valid close of the symbol
+    by one of the split ratios ``1/k`` or ``k`` (`SPLIT_RATIOS`), in time order. Real moves
+    that large, that close to a ratio, at the open and the close alike, are rare; spin-offs
+    that take a third of the price are found too (and are adjusted alike)."""
+    prev = _previous_valid(panel.close)
+    with np.errstate(all="ignore"):
+        r, g = np.log(panel.close / prev), np.log(panel.open / prev)
+    factors = np.log(np.r_[1 / np.array(SPLIT_RATIOS), SPLIT_RATIOS])
+    near = np.nanargmin(np.abs(np.nan_to_num(r, nan=np.inf)[..., None] - factors), axis=-1)
+    f = factors[near]
+    with np.errstate(invalid="ignore"):
+        hit = (np.abs(r - f) < math.log1p(SPLIT_RTOL)) & \
+              (np.abs(g - f) < math.log1p(2.5 * SPLIT_RTOL))
+    t, j = np.nonzero(hit)
+    return [SplitJump(panel.symbols[b], int(a), float(np.exp(r[a, b])), float(np.exp(f[a, b])))
+            for a, b in zip(t.tolist(), j.tolist())]
+
+
+def _previous_valid(close: np.ndarray) -> np.ndarray:
+    """The last finite close strictly before each bar, per column (NaN before the first)."""
+    T = close.shape[0]
+    idx = np.where(np.isfinite(close), np.arange(T)[:, None], -1)
+    idx = np.maximum.accumulate(idx, axis=0)
+    before = np.r_[np.full((1, close.shape[1]), -1), idx[:-1]]
+    out = np.take_along_axis(close, np.maximum(before, 0), axis=0)
+    return np.where(before >= 0, out, np.nan)
+
+
+def _split_issues(panel: Panel, ti, ci, pos) -> _Found:
+    where = np.full((panel.T, panel.N), -1, dtype=np.int64)
+    where[ti, ci] = pos
+    jumps = split_jumps(panel)
+    messages = [f"close {float(panel.close[s.t, panel.symbols.index(s.symbol)])!r} is "
+                f"{s.ratio:.4g} times the previous close: like an unadjusted {s.label}, which a "
+                f"policy sees as a {s.ratio - 1:+.0%} return (`crowe data import --adjust "
+                "splits` adjusts it)" for s in jumps]
+    at = np.array([where[s.t, panel.symbols.index(s.symbol)] for s in jumps], dtype=np.int64)
+    return "split", at, messages
 
 
 def _scatter(times, symbols, ti, ci, x, good) -> tuple[Panel, np.ndarray]:
@@ -544,13 +639,13 @@ def _coverage(panel: Panel, present: np.ndarray, unit: str) -> list[Coverage]:
             for j, s in enumerate(panel.symbols)]
 
 
-def _report(path, panel, issues, coverage, rows) -> DataReport:
+def _report(path, panel, issues, coverage, rows, sha256=None) -> DataReport:
     unit = _iso_unit(panel.ts)
     ends = _iso(panel.ts[[0, -1]], unit) if panel.T else [None, None]
     invalid = sum(c.bars for c in coverage) - int(panel.valid.sum())
     return DataReport(path=path, rows=int(rows), symbols=panel.N, bars=panel.T,
                       issues=tuple(issues), invalid_bars=invalid, first_ts=ends[0],
-                      last_ts=ends[-1], coverage=tuple(coverage))
+                      last_ts=ends[-1], coverage=tuple(coverage), sha256=sha256)
 
 
 # -- bar size ------------------------------------------------------------------------------------
@@ -633,6 +728,11 @@ def to_ns(value, end: bool = False) -> int:
 
 
 def _parse_iso(text: str):
+    from crowe.dsl.quantity import QuantityError, check_ascii_digits
+    try:
+        check_ascii_digits(text)
+    except QuantityError as e:
+        raise DataError(f"{e}; write the date in ASCII digits, such as 2010-01-01") from None
     try:
         stamp = datetime.fromisoformat(text.strip())
     except ValueError:

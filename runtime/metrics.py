@@ -74,7 +74,8 @@ def compute_metrics(equity, gross, net, traded_notional, costs,
       sortino           mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(bars_per_year)
       calmar            annualized_return / max_drawdown
       max_drawdown      max_t drawdown_series(E)_t
-      hit_rate          #(r > 0) / #(r != 0)
+      hit_rate          #(r > 0) / #(r != 0)                  (per bar; per trade:
+                                                              `crowe.runtime.trades`)
       avg_win, avg_loss mean(r[r > 0]), mean(r[r < 0]) (a negative number)
       turnover          mean(traded_notional_t / E_{t-1}) * bars_per_year, E_{-1} := E_0
       avg_gross         mean(gross_t / E_t);  avg_net: mean(net_t / E_t)

@@ -7,15 +7,24 @@ from rich.console import Console
 from rich.table import Table
 
 PERCENT = {"total_return", "annualized_return", "volatility", "max_drawdown", "hit_rate",
-           "avg_win", "avg_loss", "avg_gross", "avg_net", "fill_rate"}
+           "avg_win", "avg_loss", "avg_gross", "avg_net", "trade_win_rate", "trade_avg_win",
+           "trade_avg_loss", "trade_best", "trade_worst", "fill_rate"}
 ORDER = ("total_return", "annualized_return", "volatility", "sharpe", "sortino", "calmar",
          "max_drawdown", "hit_rate", "avg_win", "avg_loss", "turnover", "avg_gross", "avg_net",
-         "costs_paid", "avg_shortfall_bps", "fill_rate", "final_equity", "bars")
+         "costs_paid", "avg_shortfall_bps", "fill_rate", "final_equity", "bars", "trades",
+         "trade_win_rate", "trade_avg_win", "trade_avg_loss", "trade_best", "trade_worst",
+         "trade_avg_bars", "profit_factor")
 LABELS = {"total_return": "total return", "annualized_return": "annualised return",
-          "max_drawdown": "max drawdown", "hit_rate": "hit rate", "avg_win": "average win",
-          "avg_loss": "average loss", "avg_gross": "average gross", "avg_net": "average net",
+          "max_drawdown": "max drawdown", "hit_rate": "hit rate (per bar)",
+          "avg_win": "average winning bar", "avg_loss": "average losing bar",
+          "avg_gross": "average gross", "avg_net": "average net",
           "costs_paid": "costs paid", "final_equity": "final equity",
+          "trades": "trades (closed)", "trade_win_rate": "win rate (per trade)",
+          "trade_avg_win": "average winning trade", "trade_avg_loss": "average losing trade",
+          "trade_best": "best trade", "trade_worst": "worst trade",
+          "trade_avg_bars": "average bars held", "profit_factor": "profit factor",
           "avg_shortfall_bps": "average shortfall (bps)", "fill_rate": "fill rate"}
+COUNTS = {"bars", "trades"}
 
 
 def fmt_metric(name: str, value: float) -> str:
@@ -25,8 +34,10 @@ def fmt_metric(name: str, value: float) -> str:
         return f"{value:.2%}"
     if name in ("costs_paid", "final_equity"):
         return f"{value:,.2f}"
-    if name == "bars":
+    if name in COUNTS:
         return f"{int(value):,}"
+    if name == "trade_avg_bars":
+        return f"{value:.1f}"
     return f"{value:.3f}"
 
 

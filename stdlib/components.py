@@ -12,7 +12,7 @@ from .execution import implementation_shortfall, limit, limit_ladder, market, or
 from .limits import from_peak, intraday, trailing_stop
 from .overlays import gross_cap, net_cap, position_cap, sector_cap, tail_risk
 from .portfolio import mean_variance
-from .sizing import equal, inverse_vol, kelly_tempered, vol_target
+from .sizing import equal, inverse_vol, kelly_tempered, vol_target, weight
 
 
 def _registry(slot: str, *components) -> Registry:
@@ -23,7 +23,7 @@ def _registry(slot: str, *components) -> Registry:
 
 
 SIZING = _registry("sizing", kelly_tempered.COMPONENT, vol_target.COMPONENT, equal.COMPONENT,
-                   inverse_vol.COMPONENT)
+                   inverse_vol.COMPONENT, weight.COMPONENT)
 PORTFOLIO = _registry("portfolio", mean_variance.COMPONENT)
 OVERLAYS = _registry("overlay", position_cap.COMPONENT, sector_cap.COMPONENT, net_cap.COMPONENT,
                      gross_cap.COMPONENT, tail_risk.VAR, tail_risk.ES)

@@ -145,6 +145,101 @@ def ema_update(prev, count, x, n):
     return ema, count, value
 
 
+def wilder_update(avg, count, x, n):
+    """One step of Wilder's smoothing (Wilder 1978), the average inside RSI and ATR.
+
+    The first ``n`` valid inputs are averaged (a running mean), after which
+    ``avg += (x - avg) / n``, an exponential average with ``alpha = 1 / n`` seeded by that
+    simple mean. Returns ``(avg, count, value)``; ``value`` is NaN until ``n`` valid inputs
+    have been seen and on a bar whose input is missing (the state then holds), and always when
+    a window given at run time is below 1.
+    """
+    ok = jnp.isfinite(x)
+    k = jnp.clip(count + 1, 1, jnp.maximum(n, 1)).astype(jnp.float64)
+    new = avg + (x - avg) / k
+    avg = jnp.where(ok, new, avg)
+    count = count + ok.astype(count.dtype)
+    value = jnp.where(ok & (count >= n), avg, jnp.nan)
+    return avg, count, _fits(value, n, 1, 2**31)
+
+
+def _deviations(buf, pos, n):
+    """The window mask [W, 1], the window's deviations from its mean [W, N] (0 outside the
+    window) and whether the window holds a missing value [N]."""
+    m = _window_mask(buf, pos, n)
+    bad = jnp.any(m & ~jnp.isfinite(buf), axis=0)
+    mean = jnp.where(m, buf, 0.0).sum(0) / jnp.asarray(n, buf.dtype)
+    return m, jnp.where(m, buf - mean, 0.0), bad
+
+
+def moments(stat: str, bufs, pos, n, lag=None):
+    """A statistic of the last ``n`` rows of one ring buffer (two for ``corr`` and ``beta``),
+    computed from the window's deviations about its mean (two passes, no running sums).
+
+    * ``corr``: Pearson's r, ``sxy / sqrt(sxx syy)``; ``beta``: ``sxy / syy``, the slope of the
+      least-squares regression of x on y. NaN when a window's variance is 0.
+    * ``skew``: the adjusted Fisher-Pearson skewness ``g1 sqrt(n (n - 1)) / (n - 2)`` with
+      ``g1 = m3 / m2^1.5`` (scipy's ``skew(bias=False)``); needs n >= 3.
+    * ``kurt``: the excess kurtosis with the same small-sample correction,
+      ``((n^2 - 1) m4 / m2^2 - 3 (n - 1)^2) / ((n - 2) (n - 3))`` (scipy's
+      ``kurtosis(fisher=True, bias=False)``); needs n >= 4.
+    * ``acf``: the sample autocorrelation at ``lag`` (Box and Jenkins),
+      ``sum_t d_t d_(t-lag) / sum_t d_t^2`` over the window's deviations; needs 1 <= lag < n.
+
+    ``m_k`` are the central moments of the window (divided by n). NaN when any value of a
+    window is missing, or when a window given at run time is outside its range.
+    """
+    nf = jnp.asarray(n, jnp.float64)
+    if len(bufs) == 2 and bufs[0].shape[0] != bufs[1].shape[0]:
+        rows = min(b.shape[0] for b in bufs)          # rings of two sizes: align by age
+        bufs, pos = [ring_last(b, pos, rows) for b in bufs], rows - 1
+    m, dx, bad = _deviations(bufs[0], pos, n)
+    if stat in ("corr", "beta"):
+        _, dy, bad_y = _deviations(bufs[1], pos, n)
+        sxy, syy = (dx * dy).sum(0), (dy * dy).sum(0)
+        if stat == "beta":
+            value = jnp.where(syy > 0, sxy / jnp.where(syy > 0, syy, 1.0), jnp.nan)
+        else:
+            sxx = (dx * dx).sum(0)
+            den = jnp.sqrt(sxx * syy)
+            value = jnp.where(den > 0, sxy / jnp.where(den > 0, den, 1.0), jnp.nan)
+        return _fits(jnp.where(bad | bad_y, jnp.nan, value), n, 2, bufs[0].shape[0])
+    m2 = (dx * dx).sum(0) / nf
+    flat = m2 > 0
+    safe = jnp.where(flat, m2, 1.0)
+    if stat == "skew":
+        g1 = (dx ** 3).sum(0) / nf / safe ** 1.5
+        value = g1 * jnp.sqrt(nf * (nf - 1.0)) / (nf - 2.0)
+        least = 3
+    elif stat == "kurt":
+        ratio = (dx ** 4).sum(0) / nf / safe ** 2
+        value = ((nf * nf - 1.0) * ratio - 3.0 * (nf - 1.0) ** 2) / ((nf - 2.0) * (nf - 3.0))
+        least = 4
+    else:
+        value = _acf(bufs[0], pos, n, lag, m, dx, safe * nf)
+        least = 2
+    value = jnp.where(bad | ~flat, jnp.nan, value)
+    return _fits(value, n, least, bufs[0].shape[0])
+
+
+def ring_last(buf, pos, rows: int):
+    """The last ``rows`` values of a ring, oldest first: a ring of ``rows`` rows whose newest
+    row is the last (read it at position ``rows - 1``)."""
+    ages = rows - 1 - jnp.arange(rows)
+    return buf[jnp.mod(pos - ages, buf.shape[0])]
+
+
+def _acf(buf, pos, n, lag, m, dx, c0):
+    # dx[r] pairs with the row written `lag` bars earlier, dx[r - lag]; the pair is in the
+    # window when the newer row's age plus the lag is below n
+    older = jnp.roll(dx, lag, axis=0)
+    pair = (ring_age(buf, pos) + lag < n).reshape(m.shape)
+    ck = jnp.where(pair, dx * older, 0.0).sum(0)
+    if isinstance(lag, int) and isinstance(n, int):   # constants: the checker has seen lag < n
+        return ck / c0
+    return jnp.where((lag >= 1) & (lag < n), ck / c0, jnp.nan)
+
+
 def cs_zscore(x):
     """(x - mean) / std across the finite instruments (population std)."""
     ok = jnp.isfinite(x)

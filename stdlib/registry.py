@@ -14,6 +14,9 @@ Argument roles:
   (``20d``, converted through the bar size) or an integer parameter.
 * ``number``: a constant or parameter (not per-bar), e.g. a quantile level.
 
+Besides the bar fields, expressions may read the book at the decision (`HOLDINGS`: `position`,
+`weight`, `bars_held`, `entry_price`, kept by the step in `crowe.stdlib.holdings`).
+
 Lookback is the number of *past* bars, beyond the current one, that a call reads on top of what
 its arguments read: ``ret(close, 5)`` reads 5, ``mean(x, 20)`` reads 19.
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from crowe.stdlib import bars
-from crowe.dsl.types import (DIMENSIONLESS, DType, Kind, Type, Unit)
+from crowe.dsl.types import (BARS, DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type, Unit)
 
 _REQUIRED = object()
 
@@ -51,6 +54,8 @@ class Signature:
     lookback: Callable[[dict[str, int]], int]      # window values -> extra past bars read
     doc: str
     min_kind: Kind = Kind.CONST      # the smallest kind the first argument may have
+    windows_ok: Callable[[dict[str, int]], "str | None"] | None = None  # windows -> problem
+
 
     def arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)
@@ -108,6 +113,27 @@ def _where(ts: list[Type]) -> "Type | str":
 
 def _sign(ts: list[Type]) -> Type:
     return Type(ts[0].kind, DType.FLOAT, DIMENSIONLESS)
+
+
+def _ratio(ts: list[Type]) -> Type:
+    a, b = ts[0].unit, ts[1].unit
+    unit = None if a is None and b is None else (a or DIMENSIONLESS) / (b or DIMENSIONLESS)
+    return Type(max(Kind.SCALAR, _k(*ts)), DType.FLOAT, unit)
+
+
+def _crossed(ts: list[Type]) -> Type:
+    return Type(max(Kind.SCALAR, _k(*ts)), DType.BOOL, DIMENSIONLESS)
+
+
+def _least(k: int):
+    return lambda w: (f"needs a window of at least {k} bars, found {w['n']}"
+                      if w.get("n") is not None and w["n"] < k else None)
+
+
+def _lag_in_window(w) -> "str | None":
+    if w.get("n") is not None and w.get("lag") is not None and w["lag"] >= w["n"]:
+        return f"needs a lag shorter than its window, found lag {w['lag']} and window {w['n']}"
+    return _least(2)(w)
 
 
 _NONE = lambda w: 0                                          # noqa: E731
@@ -184,6 +210,51 @@ FUNCTIONS: dict[str, Signature] = {s.name: s for s in [
     Signature("normcdf", (X,), "elementwise", _dimless, _NONE,
               "standard normal cumulative distribution function"),
 ]}
+
+FUNCTIONS.update({s.name: s for s in [
+    Signature("rsi", (X, N), "stateful", _dimless, _N,
+              "Wilder's relative strength index in [0, 100]: 100 * G / (G + L), with G and L "
+              "Wilder's averages over n bars of the one-bar gains and losses of x; 50 when x "
+              "has not moved", Kind.SCALAR),
+    Signature("atr", (N,), "stateful", lambda ts: Type(Kind.SERIES, DType.FLOAT, PRICE), _N,
+              "Wilder's average true range over n bars: the true range is max(high - low, "
+              "abs(high - close[t-1]), abs(low - close[t-1]))"),
+    Signature("corr", (X, Arg("y", "value"), N), "rolling", _dimless, _N1,
+              "Pearson correlation of x and y over the last n bars", Kind.SCALAR, _least(2)),
+    Signature("beta", (X, Arg("y", "value"), N), "rolling", _ratio, _N1,
+              "slope of the regression of x on y over the last n bars: cov(x, y) / var(y); "
+              "`beta(r1, cs_mean(r1), n)` is the beta to the equal-weighted market",
+              Kind.SCALAR, _least(2)),
+    Signature("skew", (X, N), "rolling", _dimless, _N1,
+              "sample skewness over the last n bars, adjusted Fisher-Pearson (scipy's "
+              "`skew(bias=False)`)", Kind.SCALAR, _least(3)),
+    Signature("kurt", (X, N), "rolling", _dimless, _N1,
+              "sample excess kurtosis over the last n bars, bias-corrected (scipy's "
+              "`kurtosis(bias=False)`)", Kind.SCALAR, _least(4)),
+    Signature("acf", (X, N, Arg("lag", "window", default=1)), "rolling", _dimless, _N1,
+              "sample autocorrelation at `lag` of the last n bars: sum d[t] d[t-lag] / "
+              "sum d[t]^2, d the deviations from the window mean", Kind.SCALAR, _lag_in_window),
+    Signature("crossed_above", (Arg("a", "value"), Arg("b", "value", unit="same")), "rolling",
+              _crossed, lambda w: 1, "true on the bar where a rises above b: a > b now and "
+              "a <= b at the previous bar"),
+    Signature("crossed_below", (Arg("a", "value"), Arg("b", "value", unit="same")), "rolling",
+              _crossed, lambda w: 1, "true on the bar where a falls below b: a < b now and "
+              "a >= b at the previous bar"),
+]})
+
+# The book at the decision, per instrument, after this bar's fills: name -> (type, doc).
+HOLDINGS: dict[str, tuple[Type, str]] = {
+    "position": (Type(Kind.SERIES, DType.FLOAT, SHARES), "shares held (negative when short)"),
+    "weight": (Type(Kind.SERIES, DType.FLOAT, DIMENSIONLESS),
+               "the position's value over equity, at the last valid close"),
+    "bars_held": (Type(Kind.SERIES, DType.INT, BARS),
+                  "bars since the fill that opened the position (0 on that bar and when flat; "
+                  "an add keeps the count, a flip restarts it)"),
+    "entry_price": (Type(Kind.SERIES, DType.FLOAT, PRICE),
+                    "average fill price of the open position: adds average in by shares, "
+                    "reductions keep it, a flip starts at the flipping fill's price; NaN when "
+                    "flat"),
+}
 
 # Names a policy may use as values, by where they may appear.
 BAR_FIELDS: dict[str, str] = dict(bars.UNITS)

@@ -93,6 +93,27 @@ def test_ir_text_is_canonical():
     assert ids == [f"%{i}" for i in range(len(ids))]
 
 
+@pytest.mark.parametrize("name", ["cs_mom_v1", "mv_sector_v1", "ts_trend_v1", "xs_reversal_v1"])
+def test_ir_text_lists_every_enforced_limit_with_its_value(name):
+    from crowe.dsl.check import active_components
+    policy = checked(name)[0]
+    lines = [line for line in ir_text(to_ir(policy)).splitlines() if line.startswith("enforce ")]
+    active = active_components(policy.spec)
+    assert len(lines) == len(active) + (policy.spec.compliance is not None)
+    for (component, _), line in zip(active, lines):
+        assert line.split()[1:4:2] == [component.slot, component.name], line
+    risk = policy.spec.risk
+    assert f"enforce overlay risk.position_max position_max value={risk.position_max!r}" in lines
+    if name == "xs_reversal_v1":
+        assert 'enforce limit risk.drawdown.from_peak from_peak action="halt" cooldown=' \
+               '{"count":10,"unit":"d"} max=0.1 reset_peak_after_cooldown=false' in lines
+        assert "enforce order_rule compliance.max_order_notional max_order_notional " \
+               "value=500000.0" in lines
+        assert 'enforce detector stand_down.news_gap when action="exclude" cooldown=null ' \
+               'when="gap > 8%"' in lines
+        assert lines[-1].startswith('enforce compliance restricted=["RRC"]')
+
+
 def test_engine_fields_come_from_the_manifest(tmp_path):
     loaded = load_artifact(write(tmp_path, compiled("xs_reversal_v1")))
     src = Engine.from_policy(checked("xs_reversal_v1")[0], loaded.engine.symbols)

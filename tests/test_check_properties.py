@@ -31,9 +31,9 @@ POLICIES = sorted((Path(__file__).parent.parent / "policies").glob("*.policy"))
 # float cross-section of the unit asked for; constants only ever stand next to a cross-section.
 
 LEAVES = {
-    "1": ["r1", "vol", "ret(close, 1)"],
-    "price": ["close", "open", "high", "low"],
-    "shares": ["volume"],
+    "1": ["r1", "vol", "ret(close, 1)", "weight"],
+    "price": ["close", "open", "high", "low", "atr(14)", "entry_price"],
+    "shares": ["volume", "position"],
     "currency": ["(close * volume)", "dollar"],
 }
 SAME_UNIT_WINDOWED = ["lag", "delta", "mean", "sum", "stdev", "min", "max", "ema"]
@@ -43,7 +43,10 @@ DIMENSIONLESS_ONLY = ["exp", "normcdf", "sqrt", "abs"]
 SAME_UNIT = ["demean", "abs"]
 USED = set(SAME_UNIT_WINDOWED + ANY_TO_DIMENSIONLESS_WINDOWED + ANY_TO_DIMENSIONLESS
            + DIMENSIONLESS_ONLY + SAME_UNIT + ["var", "clip", "minimum", "maximum", "where",
-                                              "quantile", "cs_mean", "turbulence", "share"])
+                                              "quantile", "cs_mean", "turbulence", "share",
+                                              "atr", "rsi", "skew", "kurt", "acf", "corr",
+                                              "beta", "crossed_above", "crossed_below"])
+SHAPE = ["rsi", "skew", "kurt", "acf"]       # any unit to dimensionless, windows of 4 or more
 
 windows = st.one_of(st.integers(1, 250).map(str), st.integers(1, 40).map(lambda n: f"{n}d"),
                     st.just("lookback"), st.just("1w"))
@@ -73,7 +76,7 @@ def series(draw, unit: str, depth: int) -> str:
     form = draw(st.sampled_from(
         ["add", "mul", "div", "neg", "windowed", "same", "clip", "pair", "where", "if", "cs"]
         + (["to_dimensionless", "windowed_to_dimensionless", "dimensionless_only", "var",
-            "turbulence", "ratio"] if unit == "1" else [])
+            "turbulence", "ratio", "shape", "dependence"] if unit == "1" else [])
         + (["price_times_shares"] if unit == "currency" else [])))
     if form == "add":
         right = draw(st.one_of(sub(), constants(unit)))
@@ -116,6 +119,14 @@ def series(draw, unit: str, depth: int) -> str:
         return f"{draw(st.sampled_from(DIMENSIONLESS_ONLY))}({draw(sub())})"
     if form == "var":
         return f"var({draw(sub())}, {draw(windows)})"
+    if form == "shape":
+        inner = draw(series(draw(other_unit()), depth - 1))
+        return f"{draw(st.sampled_from(SHAPE))}({inner}, {draw(st.integers(4, 250))})"
+    if form == "dependence":
+        u = draw(other_unit())
+        fn = draw(st.sampled_from(["corr", "beta"]))
+        other = draw(series(u if fn == "beta" else draw(other_unit()), depth - 1))
+        return f"{fn}({draw(series(u, depth - 1))}, {other}, {draw(st.integers(2, 250))})"
     if form == "turbulence":
         return f"({draw(sub())} + turbulence({draw(sub())}, {draw(windows)}))"
     return f"({draw(series('price', depth - 1))} * {draw(series('shares', depth - 1))})"
@@ -125,7 +136,8 @@ def series(draw, unit: str, depth: int) -> str:
 def conditions(draw, depth: int) -> str:
     """A condition; `share(...)` makes it one per bar (a scalar), which is fine everywhere a
     condition goes except inside another `share`, so `share` takes a comparison only."""
-    forms = ["compare", "compare_const"] + (["and_or", "not", "share"] if depth > 0 else [])
+    forms = ["compare", "compare_const", "crossed"] + (["and_or", "not", "share"] if depth > 0
+                                                       else [])
     form = draw(st.sampled_from(forms))
     if form == "share":
         return f"share({draw(conditions(0))}) > 10%"
@@ -133,6 +145,10 @@ def conditions(draw, depth: int) -> str:
         u = draw(other_unit())
         op = draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
         return f"{draw(series(u, depth))} {op} {draw(series(u, depth))}"
+    if form == "crossed":
+        u = draw(other_unit())
+        fn = draw(st.sampled_from(["crossed_above", "crossed_below"]))
+        return f"{fn}({draw(series(u, depth))}, {draw(series(u, depth))})"
     if form == "compare_const":
         u = draw(other_unit())
         return f"{draw(series(u, depth))} > {draw(constants(u))}"

@@ -288,7 +288,9 @@ def test_a_million_rows_load(tmp_path):
     T, N = 2_000, 500
     ts = np.repeat(np.arange(T, dtype=np.int64) * DAY, N)
     symbol = np.tile(np.array([f"S{j:03d}" for j in range(N)]), T)
-    close = np.random.default_rng(0).uniform(10, 20, T * N)
+    # a random walk: independent draws would jump 2x between bars, which is a split-like jump
+    steps = np.random.default_rng(0).normal(0, 0.01, (T, N))
+    close = (15 * np.exp(np.cumsum(steps, axis=0))).ravel()
     write_bars(tmp_path / "big.parquet", ts, symbol, close, close * 1.01, close * 0.99, close,
                close)
     panel, report = load_bars(tmp_path / "big.parquet")
@@ -321,7 +323,7 @@ def test_us_tech_is_clean_adjusted_and_has_a_late_listing():
 def test_sp500_problems_are_reported():
     panel, report = load_bars(BUNDLED / "sp500_2010.parquet")
     assert (panel.T, panel.N) == (245, 524)
-    assert report.counts == {"ohlc": 78} and report.invalid_bars == 78
+    assert report.counts == {"ohlc": 78, "split": 3} and report.invalid_bars == 78
     sectors = (BUNDLED / "sectors.csv").read_text().splitlines()
     assert sectors[0] == "symbol,sector" and len(sectors) > 400
 
@@ -377,3 +379,58 @@ def test_unexpected_errors_print_no_traceback(monkeypatch):
     assert result.exit_code == 2
     assert "error: internal error: boom" in result.output
     assert "Traceback" not in result.output
+
+
+# -- integrity: page checksums and the file's SHA-256 ---------------------------------------------
+
+def _flip_close(path: Path, value: float) -> None:
+    """Flip one mantissa bit of the stored float64 `value` in an uncompressed file."""
+    import struct
+    blob = bytearray(path.read_bytes())
+    at = blob.find(struct.pack("<d", value))
+    assert at > 0
+    blob[at + 5] ^= 0x04
+    path.write_bytes(bytes(blob))
+
+
+def test_a_flipped_bit_in_a_data_page_is_refused(tmp_path):
+    path = tmp_path / "bars.parquet"
+    write_bars(path, ["2024-01-02", "2024-01-03"], ["AAA", "AAA"], [75.0, 75.0],
+               [76.0, 76.0], [74.0, 74.0], [75.05, 75.5], [1e3, 1e3], compression="none")
+    _, report = load_bars(path)
+    assert report.ok and len(report.sha256) == 64
+    _flip_close(path, 75.05)
+    with pytest.raises(DataError, match="does not match its checksum"):
+        load_bars(path)
+    result = CliRunner().invoke(cli.main, ["data", "check", str(path)])
+    assert result.exit_code == 2 and "damaged" in result.output
+    assert "issues: none" not in result.output and "Traceback" not in result.output
+
+
+def test_bundled_files_carry_page_checksums(tmp_path):
+    """Every bundled bar file is written with page checksums: a bit flipped inside a data page
+    is refused (a checksum or decoding error), never read as another price."""
+    import shutil
+    data = Path(__file__).resolve().parent.parent / "examples" / "data"
+    for name in ("us_tech_daily.parquet", "sp500_2010.parquet"):
+        copy = tmp_path / name
+        shutil.copy(data / name, copy)
+        md = pq.ParquetFile(copy).metadata.row_group(0)
+        col = md.column(list(md.to_dict()["columns"][i]["path_in_schema"]
+                             for i in range(md.num_columns)).index("close"))
+        blob = bytearray(copy.read_bytes())
+        blob[col.data_page_offset + col.total_compressed_size // 2] ^= 0x10
+        copy.write_bytes(bytes(blob))
+        with pytest.raises(DataError, match="damaged|cannot read"):
+            load_bars(copy)
+
+
+def test_data_check_names_the_file_by_its_sha256(tmp_path):
+    import hashlib
+    path = tmp_path / "bars.parquet"
+    write_bars(path, ["2024-01-02"], ["AAA"], [1.0], [1.0], [1.0], [1.0], [1.0])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    result = CliRunner().invoke(cli.main, ["data", "check", str(path), "--format", "json"])
+    assert json.loads(result.output)["sha256"] == digest
+    assert f"sha256: {digest}" in CliRunner().invoke(cli.main, ["data", "check",
+                                                                str(path)]).output

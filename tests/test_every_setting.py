@@ -152,6 +152,7 @@ STREAK = plus(stand_down__loss_streak={"losses": 3, "action": "reduce(50%)", "co
 DIP = plus(stand_down__dip={"when": "r1 < -3%", "action": "exclude", "cooldown": "3d"})
 LOCATES = plus(compliance={"shorting": {"allowed": True, "locate_required": True,
                                         "locates": ["GOOG", "IBM", "MSFT"]}})
+WEIGHT = plus(signal=None, sizing={"method": "weight", "weight": "where(trend > 0, 20%, -10%)"})
 SIZES = {m: plus(sizing={"method": m, **extra}) for m, extra in (
     ("vol_target", {"vol_target": "10%"}), ("equal", {}), ("inverse_vol", {}))}
 
@@ -187,6 +188,9 @@ VARIANTS = {
     "sizing[inverse_vol].vol_target": (SIZES["inverse_vol"],
                                        plus(SIZES["inverse_vol"], sizing__vol_target="5%"),
                                        "changes"),
+    "sizing[weight].weight": (WEIGHT, plus(WEIGHT, sizing__weight="where(trend > 0, 30%, 0)"),
+                              "changes"),
+    "sizing[weight].vol_target": (WEIGHT, plus(WEIGHT, sizing__vol_target="5%"), "changes"),
     "sizing[inverse_vol].budget": (SIZES["inverse_vol"],
                                    plus(SIZES["inverse_vol"], sizing__budget="50%"), "changes"),
     "portfolio.method": (OPTIMIZED, plus(OPTIMIZED, portfolio__method="hrp"), "refused"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 
@@ -141,14 +140,38 @@ def test_checking_is_linear_in_the_number_of_features(monkeypatch):
 
     monkeypatch.setattr(yamlload, "MapNode", CountingMap)
     n = 20_000
-    text = big_policy(n)
-    start = time.perf_counter()
-    result = check_text(text, "big.policy")
-    seconds = time.perf_counter() - start
+    result = check_text(big_policy(n), "big.policy")
     assert sorted({d.code for d in result.diagnostics}) == ["E0303", "W0101"]
     assert len(result.diagnostics) == n                # each line once
     assert walked[0] < 20 * n, walked[0]               # a scan per lookup walks ~n^2 / 2
-    assert seconds < 20, seconds
+    walked[0] = 0
+    lines = "".join(f"  f{i}: mean(closx{i}, 5)\n" for i in range(4_000))
+    result = check_text(BASE.replace("features:\n", "features:\n" + lines, 1), "big.policy")
+    assert [d.code for d in result.diagnostics].count("E0401") == 4_000
+    assert walked[0] < 20 * 4_000, walked[0]           # a declared-name scan per unknown name
+
+
+def test_did_you_mean_over_thousands_of_misspelt_names_is_bounded(monkeypatch):
+    """Each suggestion compares the word with every name in scope; a budget per check keeps a
+    file of thousands of misspelt names linear: the first ones get their suggestion, later
+    ones the plain help."""
+    from crowe.dsl import check as chk
+    compared = [0]
+    real = chk.suggestion
+
+    def counting(word, candidates):
+        compared[0] += len(candidates)
+        return real(word, candidates)
+
+    monkeypatch.setattr(chk, "suggestion", counting)
+    n = 3_000
+    lines = "".join(f"  f{i}: mean(clse{i}, 5) + f{i}x\n" for i in range(n))
+    result = check_text(BASE.replace("features:\n", "features:\n" + lines, 1), "big.policy")
+    unknown = [d for d in result.diagnostics if d.code == "E0401"]
+    assert len(unknown) == 2 * n
+    assert unknown[1].help == "did you mean `f0`?", unknown[1].help
+    assert unknown[-1].help == "define it under `features` or `params`"
+    assert compared[0] <= chk.Checker.SUGGESTION_BUDGET, compared[0]
 
 
 def test_a_mapping_lookup_finds_the_first_entry_and_later_ones():
@@ -253,3 +276,61 @@ def test_backtest_refuses_an_out_it_cannot_write(tmp_path, monkeypatch):
     assert f"--out `{locked / 'out'}`: cannot write in `{locked}` (Permission denied)" in \
         result.output
     assert not (locked / "out").exists()
+
+
+# -- a notional cap that can never bind -----------------------------------------------------------
+
+@pytest.mark.parametrize("notional, warned", [("1e12", True), ("2e10", True), ("1e9", False),
+                                              ("250000", False)])
+def test_an_order_notional_cap_that_never_binds_is_a_warning(notional, warned):
+    r = check("restricted: [IBM]", f"restricted: [IBM]\n  max_order_notional: {notional}")
+    found = [d for d in r.diagnostics if d.code == "W0306"]
+    assert bool(found) == warned, r.diagnostics
+    if warned:
+        [d] = found
+        assert "`position_max: 5%`" in d.message and "no order is larger than 10% of" in d.message
+        assert d.span.line > 1 and "largest single order" in d.help
+
+
+# -- a zip bomb is named for what it is -----------------------------------------------------------
+
+def test_a_compressed_member_is_refused_as_not_written_by_the_compiler(tmp_path):
+    import io
+    import zipfile
+
+    import artifactkit as kit
+    from crowe.compiler.artifact import container as ct
+    from crowe.compiler.artifact import verify as v
+    members = ct.unpack(kit.compiled("ts_trend_v1"))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data if name != "ir.txt" else data + b"\0" * 50_000_000)
+    path = kit.write(tmp_path, buf.getvalue())
+    with pytest.raises(v.ArtifactError) as info:
+        v.verify(path)
+    message = str(info.value)
+    assert "truncated" not in message and "is compressed" in message
+    assert "not written by crowe-compile" in message
+
+
+@pytest.mark.parametrize("flag, value", [("--start", "\uff12009-10-01"), ("--end", "2009-1\u09e6-01")])
+def test_backtest_dates_take_ascii_digits_only(flag, value, tmp_path):
+    result = backtest_cli(flag, value, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert "U+" in result.output and "not one of the digits 0-9" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("speed", ["\uff12", "nan", "0", "-1", "fast"])
+def test_paper_speed_is_a_positive_ascii_number(speed, tmp_path):
+    from click.testing import CliRunner
+
+    from crowe.runtime.cli import main
+    result = CliRunner().invoke(main, ["paper", str(tmp_path / "a.cpol"), "--trust",
+                                       str(tmp_path), "--journal-key", str(tmp_path / "k"),
+                                       "--state-dir", str(tmp_path / "s"), "--feed", "stdin",
+                                       "--speed", speed])
+    assert result.exit_code == 2 and "Invalid value for '--speed'" in result.output, \
+        result.output
+    assert "Traceback" not in result.output and not (tmp_path / "s").exists()

@@ -8,6 +8,11 @@ returns its value at every bar. The bars are random walks with invalid bars scat
 instrument is missing), so the references must produce NaN exactly where a window holds a
 missing value.
 
+The oscillators and window statistics (`rsi`, `atr`, `corr`, `beta`, `skew`, `kurt`, `acf`) are compared
+with scipy where scipy has the statistic (`pearsonr`, `linregress`, `skew` and `kurtosis` with
+`bias=False`) and with numpy transcriptions of the textbook definitions otherwise (Wilder's
+recursion for RSI and ATR, the Box-Jenkins sample autocorrelation), all with `close`.
+
 Comparisons: `exact` is bit-for-bit (`assert_array_equal`, NaN positions included) for
 operations that are one IEEE operation or a selection (lag, delta, ret, min, max, abs, sign,
 clip, minimum, maximum, where, any, all, share); `close` is `rtol=1e-12` for sums and ratios
@@ -23,7 +28,8 @@ import re
 import numpy as np
 import pytest
 from scipy.special import ndtr
-from scipy.stats import rankdata
+from scipy.stats import kurtosis, linregress, pearsonr, rankdata
+from scipy.stats import skew as stats_skew
 
 import simkit
 from crowe.stdlib.registry import FUNCTIONS
@@ -73,6 +79,18 @@ FEATURES = {
     "ncdf": "normcdf(r1 / 0.02)",
     "pw": "(close / open) ^ 2",
     "sel": "if r1 > 0 then 1 else -1",
+    "rsi5": "rsi(close, 5)",
+    "rsi_w": "rsi(close, w)",
+    "atr4": "atr(4)",
+    "corr6": "corr(r1, logret(open, 1), 6)",
+    "beta_m": "beta(r1, csm, 6)",
+    "beta_p": "beta(close, open, w)",
+    "skew7": "skew(r1, 7)",
+    "kurt8": "kurt(r1, 8)",
+    "acf2": "acf(r1, 8, 2)",
+    "acf_w": "acf(r1, 10, lag=w)",
+    "up_x": "crossed_above(close, mean(close, 3))",
+    "down_x": "crossed_below(r1, 0)",
 }
 
 WHOLE = {      # whole-number operands whose result is real
@@ -295,7 +313,8 @@ def test_a_window_its_buffer_cannot_hold_fails_closed(runner, bars):
     panel, f, _ = bars
     for w in (14, 40, 0, -3):
         got = runner.values(panel, w=w)
-        for name in ("mean_w", "sd_w", "lag_w", "turb_w"):
+        for name in ("mean_w", "sd_w", "lag_w", "turb_w", "beta_p", "acf_w") + \
+                (("rsi_w",) if w < 1 else ()):      # Wilder's average reads no buffer
             if (name, w) == ("lag_w", 0):
                 exact(got[name], f["close"])       # the current bar: not a missing window
             else:
@@ -401,3 +420,127 @@ def test_whole_number_operands_give_real_results(whole, bars):
     ulp(whole["sqrt_w"], np.sqrt(5.0) + zero)
     exact(whole["clip_w"], 3.0 + zero)
     exact(whole["q_max"], reduce(f["close"], np.max))
+
+
+# -- oscillators, dependence and shape statistics, crossings ------------------------------------
+
+def wilder(v, n):
+    """Wilder (1978): the first average is the mean of the first n valid values, then
+    avg = (avg * (n - 1) + v) / n; a missing value is skipped (NaN at its bar)."""
+    out = np.full_like(v, np.nan)
+    for i in range(v.shape[1]):
+        seen, avg = [], None
+        for t in range(v.shape[0]):
+            if not np.isfinite(v[t, i]):
+                continue
+            seen.append(v[t, i])
+            if len(seen) == n:
+                avg = np.mean(seen)
+            elif len(seen) > n:
+                avg = (avg * (n - 1) + v[t, i]) / n
+            if avg is not None:
+                out[t, i] = avg
+    return out
+
+
+def rsi(c, n):
+    d = c - lagged(c, 1)
+    with np.errstate(invalid="ignore"):
+        g, loss = wilder(np.where(np.isnan(d), np.nan, np.maximum(d, 0)), n), \
+            wilder(np.where(np.isnan(d), np.nan, np.maximum(-d, 0)), n)
+        return np.where(g + loss == 0, 50.0, 100.0 - 100.0 / (1.0 + g / loss))
+
+
+def pairwise(x, y, n, f):
+    wx, wy = windows(x, n), windows(y, n)
+    out = np.full(x.shape, np.nan)
+    for t in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            a, b = wx[t, i], wy[t, i]
+            if np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
+                out[t, i] = f(a, b)
+    return out
+
+
+def acf(w, k):
+    d = w - w.mean()
+    return (d[k:] * d[:-k]).sum() / (d * d).sum()
+
+
+def test_rsi_is_wilders(got, runner, bars):
+    panel, f, _ = bars
+    ref = rsi(f["close"], 5)
+    assert np.isfinite(ref).sum() > 100
+    close(got["rsi5"], ref)
+    assert np.nanmin(got["rsi5"]) >= 0 and np.nanmax(got["rsi5"]) <= 100
+    close(runner.values(panel, w=9)["rsi_w"], rsi(f["close"], 9))
+
+
+def test_rsi_reference_by_hand():
+    """Changes +1, +1, -1, 0, -1 with n = 3: the seed G = 2/3, L = 1/3 (RSI 200/3); then
+    G = (2/3 * 2 + 0) / 3 = 4/9, L = 2/9 (200/3 again); then G = 8/27, L = (4/9 + 1) / 3 = 13/27
+    (RSI 800/21)."""
+    c = np.array([[10.0], [11.0], [12.0], [11.0], [11.0], [10.0]])
+    np.testing.assert_allclose(rsi(c, 3)[3:, 0], [200 / 3, 200 / 3, 800 / 21], rtol=1e-14)
+    assert np.isnan(rsi(c, 3)[:3]).all()
+    assert rsi(np.full((5, 1), 7.0), 3)[4, 0] == 50.0
+
+
+def test_atr_is_wilders_average_true_range(got, bars):
+    _, f, _ = bars
+    pc = lagged(f["close"], 1)
+    with np.errstate(invalid="ignore"):
+        tr = np.maximum(np.maximum(f["high"] - f["low"], np.abs(f["high"] - pc)),
+                        np.abs(f["low"] - pc))
+    ref = wilder(tr, 4)
+    assert np.isfinite(ref).sum() > 100
+    close(got["atr4"], ref)
+
+
+def test_corr_and_beta_match_scipy(got, runner, bars):
+    panel, f, _ = bars
+    r1 = f["close"] / lagged(f["close"], 1) - 1
+    lo = np.log(f["open"] / lagged(f["open"], 1))
+    ref = pairwise(r1, lo, 6, lambda a, b: pearsonr(a, b).statistic)
+    assert np.isfinite(ref).sum() > 50
+    close(got["corr6"], ref)
+    m = np.broadcast_to(reduce(r1, np.mean), r1.shape)
+    close(got["beta_m"], pairwise(r1, m, 6, lambda a, b: linregress(b, a).slope))
+    for w in (2, 5, 12):
+        close(runner.values(panel, w=w)["beta_p"],
+              pairwise(f["close"], f["open"], w, lambda a, b: linregress(b, a).slope))
+
+
+def test_skew_and_kurt_match_scipy_without_bias(got, bars):
+    _, f, _ = bars
+    r1 = f["close"] / lagged(f["close"], 1) - 1
+    ref = rolling(r1, 7, lambda w: stats_skew(w, bias=False))
+    assert np.isfinite(ref).sum() > 50
+    close(got["skew7"], ref)
+    close(got["kurt8"], rolling(r1, 8, lambda w: kurtosis(w, fisher=True, bias=False)))
+
+
+def test_acf_is_the_sample_autocorrelation(got, runner, bars):
+    panel, f, _ = bars
+    r1 = f["close"] / lagged(f["close"], 1) - 1
+    ref = rolling(r1, 8, lambda w: acf(w, 2))
+    assert np.isfinite(ref).sum() > 50
+    close(got["acf2"], ref)
+    for w in (1, 9):
+        close(runner.values(panel, w=w)["acf_w"], rolling(r1, 10, lambda x: acf(x, w)))
+    for w in (10, 12, 0):      # a lag the window cannot hold fails closed
+        assert np.isnan(runner.values(panel, w=w)["acf_w"]).all()
+
+
+def test_crossings(got, bars):
+    _, f, _ = bars
+    c = f["close"]
+    r1 = c / lagged(c, 1) - 1
+    with np.errstate(invalid="ignore"):
+        d = c - rolling(c, 3, np.mean)
+        up = (d > 0) & (lagged(d, 1) <= 0)
+        e = r1 - 0
+        down = (e < 0) & (lagged(e, 1) >= 0)
+    assert up.sum() > 5 and down.sum() > 5
+    exact(got["up_x"], up.astype(float))
+    exact(got["down_x"], down.astype(float))

@@ -22,7 +22,8 @@ from crowe.runtime.paper.feed import ReplayFeed, StdinFeed
 from crowe.runtime.paper.journal import Journal, decision_digest, export, verify
 from crowe.runtime.paper.loop import Halted, PaperError, PaperRunner
 from paperkit.fixture import (POLICY, SYMBOLS, THIN_CAP, THIN_POLICY, bars_to_flat_bound,
-                              check_flattening, engine, positions_by_bar, write_data)
+                              check_flattening, engine, positions_by_bar, runtime_key,
+                              runtime_trust, write_data)
 
 T = 40
 
@@ -44,7 +45,7 @@ def eng(files):
 def reference(files, eng, tmp_path_factory):
     """An uninterrupted paper run and the backtest of the same file."""
     state = tmp_path_factory.mktemp("ref")
-    runner = PaperRunner(eng, state, "digest")
+    runner = PaperRunner(eng, state, "digest", signer=runtime_key())
     summary = runner.run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
     panel, _ = load_bars(files / "bars.parquet")
     return state, summary, backtest(eng, panel.select(SYMBOLS))
@@ -90,10 +91,10 @@ def test_crash_and_resume_gives_the_uninterrupted_result(files, eng, reference, 
             str(files / "bars.parquet"), str(state), phase, str(seq)]
     proc = subprocess.run(args, cwd=Path(__file__).parent, capture_output=True)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    runner = PaperRunner(eng, state, "digest")
+    runner = PaperRunner(eng, state, "digest", signer=runtime_key(), trusted=runtime_trust())
     runner.run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
     assert _journal_and_state(state)[:3] == _journal_and_state(ref_state)[:3]
-    assert verify(state).ok
+    assert verify(state, runtime_trust()).ok
     assert [r["seq"] for r in Journal(state).read()[0]] == list(range(T))
 
 
@@ -109,8 +110,11 @@ def _rewrite(state: Path, edit) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-def test_intact_journal_verifies(reference):
-    assert verify(reference[0]).ok
+def test_intact_journal_verifies_and_names_its_data_by_sha256(files, reference):
+    assert verify(reference[0]).ok and verify(reference[0], runtime_trust()).ok
+    sha = load_bars(files / "bars.parquet")[1].sha256
+    assert {r["source"] for r in Journal(reference[0]).read()[0]} == {
+        f"replay:{files / 'bars.parquet'} sha256:{sha}"}
 
 
 @pytest.mark.parametrize("name,edit,first_bad", [
@@ -161,6 +165,13 @@ def test_export_writes_one_row_per_record(reference, tmp_path):
     assert n == T == pq.read_table(tmp_path / "j.parquet").num_rows
 
 
+def test_export_without_a_journal_is_an_error_and_writes_nothing(tmp_path):
+    from crowe.runtime.paper.journal import JournalError
+    with pytest.raises(JournalError, match="no journal"):
+        export(tmp_path, tmp_path / "j.parquet")
+    assert not (tmp_path / "j.parquet").exists()
+
+
 def test_write_failure_halts_trading_with_its_reason(files, eng, tmp_path):
     calls = {"n": 0}
 
@@ -178,6 +189,65 @@ def test_write_failure_halts_trading_with_its_reason(files, eng, tmp_path):
     assert control["override"] == "HALTED" and "No space left" in control["reason"]
     assert len(Journal(state).read()[0]) == 5
     assert ck.load(state, eng.init_carry())[1].seq == 5
+
+
+def test_a_checkpoint_that_cannot_be_written_halts_and_the_restart_redoes_the_bar(
+        files, eng, reference, tmp_path, monkeypatch):
+    state, save, calls = tmp_path / "s", ck.save, {"n": 0}
+
+    def full_disk(*args):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(*args)
+
+    monkeypatch.setattr(ck, "save", full_disk)
+    with pytest.raises(Halted) as info:
+        PaperRunner(eng, state, "digest", signer=runtime_key()).run(
+            ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    message = str(info.value)
+    assert "cannot write the checkpoint" in message and "No space left" in message
+    assert "HALTED is recorded" in message
+    assert read_control(state)["override"] == "HALTED"
+    monkeypatch.setattr(ck, "save", save)
+    commands.resume(str(state))
+    summary = PaperRunner(eng, state, "digest", signer=runtime_key(), trusted=runtime_trust()
+                          ).run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    assert summary.redone == 1 and summary.processed == T - 9
+    assert Journal(state).read()[0] == Journal(reference[0]).read()[0]
+
+
+def test_a_read_only_state_directory_halts_and_says_halted_could_not_be_recorded(
+        files, eng, tmp_path, monkeypatch):
+    from crowe.runtime.paper import loop
+    state, save, calls = tmp_path / "s", ck.save, {"n": 0}
+
+    def read_only(*args):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return save(*args)
+
+    def no_control(*args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ck, "save", read_only)
+    monkeypatch.setattr(loop, "write_control", no_control)
+    monkeypatch.setattr(commands, "write_control", no_control)
+    with pytest.raises(Halted) as info:
+        PaperRunner(eng, state, "digest").run(ReplayFeed(str(files / "bars.parquet"), SYMBOLS))
+    message = str(info.value)
+    assert "Read-only file system" in message and "could not be recorded" in message
+    assert "crowe paper kill" in message
+    with pytest.raises(PaperError, match="cannot write the control file"):
+        commands.kill(str(state), False, "")
+
+
+def test_an_unwritable_state_directory_is_a_clear_error(eng, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(PaperError, match="cannot create the state directory"):
+        PaperRunner(eng, blocker / "st", "digest")
 
 
 def test_out_of_order_and_duplicate_bars_are_refused(files, eng, tmp_path):
@@ -230,7 +300,20 @@ def thin(tmp_path_factory):
     d = tmp_path_factory.mktemp("thin")
     (d / "p.policy").write_text(THIN_POLICY)
     write_data(d / "bars.parquet", TK)
-    return d, engine(d / "p.policy"), list(ReplayFeed(str(d / "bars.parquet"), SYMBOLS))
+    replay = ReplayFeed(str(d / "bars.parquet"), SYMBOLS)
+    return d, engine(d / "p.policy"), Bars(replay, replay.source)
+
+
+class Bars(list):
+    """A replayed feed held in memory, sliced as a list, journaled as the file it came from."""
+
+    def __init__(self, bars, source):
+        super().__init__(bars)
+        self.source = source
+
+    def __getitem__(self, i):
+        got = super().__getitem__(i)
+        return Bars(got, self.source) if isinstance(i, slice) else got
 
 
 def _bound(held, feed) -> int:
@@ -331,7 +414,7 @@ def flattened(thin, tmp_path_factory):
     def operator(st):
         if st["bars_processed"] == KILL:
             commands.kill(str(state), flatten=True, reason="")
-    PaperRunner(eng, state, "digest").run(feed, on_bar=operator)
+    PaperRunner(eng, state, "digest", signer=runtime_key()).run(feed, on_bar=operator)
     return state
 
 
@@ -343,19 +426,19 @@ def test_crash_while_flattening_resumes_to_the_same_flat_book(thin, flattened, t
     d, eng, feed = thin
     _ENG["eng"] = eng
     state = tmp_path / "s"
-    PaperRunner(eng, state, "digest").run(feed[:KILL])
+    PaperRunner(eng, state, "digest", signer=runtime_key()).run(feed[:KILL])
     commands.kill(str(state), flatten=True, reason="")
     args = [sys.executable, "-m", "paperkit.fixture", str(d / "p.policy"), str(d / "bars.parquet"),
             str(state), phase, str(seq)]
     proc = subprocess.run(args, cwd=Path(__file__).parent, capture_output=True)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    PaperRunner(eng, state, "digest").run(feed)
+    PaperRunner(eng, state, "digest", signer=runtime_key(), trusted=runtime_trust()).run(feed)
     assert _journal_and_state(state)[:3] == _journal_and_state(flattened)[:3]
     records = Journal(state).read()[0]
     book = positions_by_bar(records)
     held = book[KILL - 1]
     check_flattening(records, KILL, _bound(held, feed))
-    assert verify(state).ok
+    assert verify(state, runtime_trust()).ok
 
 
 def test_a_redone_bar_keeps_the_override_it_was_journaled_with(thin, flattened, tmp_path):
@@ -363,7 +446,7 @@ def test_a_redone_bar_keeps_the_override_it_was_journaled_with(thin, flattened, 
     bar is redone as journaled (FLATTENING) and the resume takes the next bar."""
     d, eng, feed = thin
     state = tmp_path / "s"
-    PaperRunner(eng, state, "digest").run(feed[:KILL])
+    PaperRunner(eng, state, "digest", signer=runtime_key()).run(feed[:KILL])
     commands.kill(str(state), flatten=True, reason="")
 
     class Crash(Exception):
@@ -373,9 +456,9 @@ def test_a_redone_bar_keeps_the_override_it_was_journaled_with(thin, flattened, 
         if (phase, seq) == ("after_journal", KILL + 1):
             raise Crash
     with pytest.raises(Crash):
-        PaperRunner(eng, state, "digest", hooks=crash).run(feed)
+        PaperRunner(eng, state, "digest", hooks=crash, signer=runtime_key()).run(feed)
     commands.resume(str(state))
-    s = PaperRunner(eng, state, "digest").run(feed[:KILL + 3])
+    s = PaperRunner(eng, state, "digest", signer=runtime_key()).run(feed[:KILL + 3])
     assert s.redone == 1
     records = Journal(state).read()[0]
     ref = Journal(flattened).read()[0]

@@ -40,6 +40,9 @@ def signed(tmp_path_factory):
     assert crowe("keygen", "--out", d / "alice", "--name", "alice").returncode == 0
     assert crowe("trust", "add", d / "alice.pub", "--role", "author", "--trust",
                  d / "trust").returncode == 0
+    assert crowe("keygen", "--out", d / "rt", "--name", "runtime").returncode == 0
+    assert crowe("trust", "add", d / "rt.pub", "--role", "journal", "--trust",
+                 d / "trust").returncode == 0
     out = subprocess.run([str(BIN / "crowe-compile"), d / "p.policy", "-o", d / "p.cpol",
                           "--sign-key", d / "alice"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -51,17 +54,17 @@ def signed(tmp_path_factory):
 
 def test_paper_trades_a_signed_artifact_and_reports_status(signed):
     d = signed
-    run = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", d / "st",
+    run = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", d / "st",
                 "--feed", f"replay:{d / 'bars.parquet'}")
     assert run.returncode == 0, run.stderr
     status = crowe("paper", "status", "--state-dir", d / "st", "--format", "json")
     st = json.loads(status.stdout)
     assert st["bars_processed"] == 40 and st["trading_state"] in ("ACTIVE", "REDUCING")
     assert isinstance(st["equity"], float) and st["last_bar_time"].startswith("2020-")
-    assert crowe("journal", "verify", d / "st").returncode == 0
+    assert crowe("journal", "verify", d / "st", "--trust", d / "trust").returncode == 0
     exported = crowe("journal", "export", d / "st", "--out", d / "j.parquet")
     assert exported.returncode == 0 and (d / "j.parquet").exists()
-    again = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", d / "st",
+    again = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", d / "st",
                   "--feed", f"replay:{d / 'bars.parquet'}")
     assert again.returncode == 0 and "skipped 40 already processed" in again.stderr
     assert len(Journal(d / "st").read()[0]) == 40
@@ -70,7 +73,7 @@ def test_paper_trades_a_signed_artifact_and_reports_status(signed):
 def test_kill_and_resume_through_the_command(signed):
     d = signed
     state = d / "killed"
-    assert crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", state, "--feed",
+    assert crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", state, "--feed",
                  f"replay:{d / 'bars.parquet'}").returncode == 0
     assert crowe("paper", "kill", "--state-dir", state).returncode == 0
     st = json.loads(crowe("paper", "status", "--state-dir", state, "--format",
@@ -104,7 +107,7 @@ def _bound(d: Path, held) -> int:
 def test_kill_flatten_command_flattens_the_book(signed, tmp_path):
     d, state = signed, tmp_path / "st"
     first = _first_bars(d / "bars.parquet", tmp_path / "first.parquet", KILL)
-    run = ["paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", state, "--feed"]
+    run = ["paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", state, "--feed"]
     assert crowe(*run, f"replay:{first}").returncode == 0
     out = crowe("paper", "kill", "--state-dir", state, "--flatten")
     assert out.returncode == 0 and "FLATTENING" in out.stdout
@@ -117,7 +120,8 @@ def test_kill_flatten_command_flattens_the_book(signed, tmp_path):
     assert sum(len(r["fills"]) for r in records[KILL:]) >= np.count_nonzero(held)
     st = json.loads(crowe("paper", "status", "--state-dir", state, "--format", "json").stdout)
     assert st["trading_state"] == "FLATTENING" and st["gross"] == 0.0
-    assert flat_at < 39 and crowe("journal", "verify", state).returncode == 0
+    assert flat_at < 39
+    assert crowe("journal", "verify", state, "--trust", d / "trust").returncode == 0
     assert crowe("paper", "resume", "--state-dir", state).returncode == 0
     st = json.loads(crowe("paper", "status", "--state-dir", state, "--format", "json").stdout)
     assert st["override"] == "ACTIVE"
@@ -130,7 +134,7 @@ def test_sigusr2_flattens_a_running_paper_process(signed, tmp_path):
     lines = [json.dumps({"ts": int(panel.ts[t]), "bars": {
         s: {k: float(getattr(panel, k)[t, i]) for k in fields} for i, s in
         enumerate(panel.symbols)}}) + "\n" for t in range(panel.T)]
-    proc = subprocess.Popen([str(BIN / "crowe"), "paper", d / "p.cpol", "--trust", d / "trust",
+    proc = subprocess.Popen([str(BIN / "crowe"), "paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt",
                              "--state-dir", state, "--feed", "stdin"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -162,15 +166,118 @@ def test_sigusr2_flattens_a_running_paper_process(signed, tmp_path):
 def test_tampered_journal_is_named_by_verify(signed, tmp_path):
     d = signed
     state = tmp_path / "st"
-    assert crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", state, "--feed",
+    assert crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", state, "--feed",
                  f"replay:{d / 'bars.parquet'}").returncode == 0
     path = state / "journal.jsonl"
     lines = path.read_text().splitlines()
     lines[12] = lines[12].replace('"trading_state":"ACTIVE"', '"trading_state":"HALTED"')
     path.write_text("\n".join(lines) + "\n")
-    out = crowe("journal", "verify", state)
+    out = crowe("journal", "verify", state, "--trust", d / "trust")
     assert out.returncode == 1 and "record 12" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _rebuild_chain(records: list[dict], start: int, sign=None) -> list[dict]:
+    """The records with the chain recomputed from `start` on, as someone without the journal
+    key would do after editing one (re-signed with `sign` when given)."""
+    from crowe.runtime.paper.journal import record_hash
+    out = [dict(r) for r in records]
+    for i in range(start, len(out)):
+        out[i]["prev"] = out[i - 1]["hash"] if i else "0" * 64
+        out[i]["hash"] = record_hash(out[i])
+        if sign is not None:
+            out[i]["sig"] = sign(out[i]["hash"])
+    return out
+
+
+def _write_records(path, records) -> None:
+    path.write_text("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n"
+                            for r in records))
+
+
+@pytest.fixture(scope="module")
+def journaled(signed, tmp_path_factory):
+    """A finished paper run: its state directory, copied afresh for each test."""
+    state = tmp_path_factory.mktemp("journaled") / "st"
+    out = crowe("paper", signed / "p.cpol", "--trust", signed / "trust", "--journal-key",
+                signed / "rt", "--state-dir", state, "--feed",
+                f"replay:{signed / 'bars.parquet'}")
+    assert out.returncode == 0, out.stderr
+    return state
+
+
+def _copy(state, tmp_path):
+    import shutil
+    target = tmp_path / "st"
+    shutil.copytree(state, target)
+    (target / "lock").unlink(missing_ok=True)
+    return target
+
+
+@pytest.mark.parametrize("how", ["checkpoint_deleted", "checkpoint_kept", "resigned_by_other"])
+def test_an_edited_record_with_the_chain_rebuilt_is_found(signed, journaled, tmp_path, how):
+    from crowe.compiler.artifact.keys import generate, load_signing_key
+    from crowe.runtime.paper.journal import sign_hash
+    d, state = signed, _copy(journaled, tmp_path)
+    records = Journal(state).read()[0]
+    records[12]["equity"] = records[12]["equity"] * 2
+    sign = None
+    if how == "resigned_by_other":               # a key of its own, not in the trust store
+        generate(str(tmp_path / "mallory"))
+        mallory = load_signing_key(str(tmp_path / "mallory"))
+        sign = lambda h: sign_hash(mallory, h)  # noqa: E731
+        for r in records[12:]:
+            r["keyid"] = mallory.public.keyid
+    _write_records(state / "journal.jsonl", _rebuild_chain(records, 12, sign))
+    if how == "checkpoint_deleted":
+        (state / "checkpoint.npz").unlink()
+    out = crowe("journal", "verify", state, "--trust", d / "trust")
+    assert out.returncode == 1, out.stdout
+    assert "record 12" in out.stderr and "Traceback" not in out.stderr
+    reason = {"resigned_by_other": "which the trust store does not hold"}.get(
+        how, "signature does not verify")
+    assert reason in out.stderr
+    resumed = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt",
+                    "--state-dir", state, "--feed", f"replay:{d / 'bars.parquet'}")
+    assert resumed.returncode == 2 and "record 12" in resumed.stderr
+
+
+def test_a_checkpoint_that_is_not_the_journaled_state_is_refused(signed, journaled, tmp_path):
+    d, state = signed, _copy(journaled, tmp_path)
+    path = state / "checkpoint.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    [cash] = [k for k in arrays if "cash" in k]
+    arrays[cash] = arrays[cash] + 1e6                # a richer book, same header
+    np.savez(path, **arrays)
+    out = crowe("journal", "verify", state, "--trust", d / "trust")
+    assert out.returncode == 1 and "checkpoint does not hold the state" in out.stderr
+    resumed = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt",
+                    "--state-dir", state, "--feed", f"replay:{d / 'bars.parquet'}")
+    assert resumed.returncode == 2 and "does not hold the state" in resumed.stderr
+
+
+def test_a_journal_key_not_trusted_as_journal_is_refused(signed, tmp_path):
+    d = signed
+    out = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "alice",
+                "--state-dir", tmp_path / "st", "--feed", f"replay:{d / 'bars.parquet'}")
+    assert out.returncode == 2 and "not trusted in the role `journal`" in out.stderr
+    assert "crowe trust add" in out.stderr and not (tmp_path / "st").exists()
+
+
+def test_every_record_is_signed_and_verify_names_the_key(signed, journaled):
+    d = signed
+    records = Journal(journaled).read()[0]
+    assert len(records) == 40 and all(r.get("sig") and r.get("keyid") for r in records)
+    assert len({r["keyid"] for r in records}) == 1
+    out = crowe("journal", "verify", journaled, "--trust", d / "trust")
+    assert out.returncode == 0 and "every record signed" in out.stdout, out.stderr
+    other = d / "trust_without_runtime"
+    if not other.exists():
+        assert crowe("trust", "add", d / "alice.pub", "--role", "author", "--trust",
+                     other).returncode == 0
+    out = crowe("journal", "verify", journaled, "--trust", other)
+    assert out.returncode == 1 and "record 0" in out.stderr
 
 
 @pytest.mark.parametrize("which", ["unsigned", "tampered"])
@@ -183,7 +290,7 @@ def test_unverified_artifact_is_refused_before_any_bar(signed, tmp_path, which):
         path = tmp_path / "t.cpol"
         path.write_bytes(bytes(blob))
     state = tmp_path / "st"
-    out = crowe("paper", path, "--trust", d / "trust", "--state-dir", state, "--feed",
+    out = crowe("paper", path, "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", state, "--feed",
                 f"replay:{d / 'bars.parquet'}")
     assert out.returncode in (1, 2) and out.stderr.startswith("error:")
     assert "Traceback" not in out.stderr
@@ -192,7 +299,7 @@ def test_unverified_artifact_is_refused_before_any_bar(signed, tmp_path, which):
 
 def test_bad_feed_spec_is_a_clear_error(signed, tmp_path):
     d = signed
-    out = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", tmp_path / "s",
+    out = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", tmp_path / "s",
                 "--feed", "kafka:prices")
     assert out.returncode == 2 and "replay:PATH" in out.stderr
 
@@ -231,7 +338,7 @@ def _stdin_lines(d: Path) -> list[str]:
 
 def _start_on_stdin(d: Path, state: Path, lines: list[str]) -> subprocess.Popen:
     """A `crowe paper` process on stdin, once it has processed `lines`."""
-    proc = subprocess.Popen([str(BIN / "crowe"), "paper", d / "p.cpol", "--trust", d / "trust",
+    proc = subprocess.Popen([str(BIN / "crowe"), "paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt",
                              "--state-dir", state, "--feed", "stdin"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdin.writelines(lines)
@@ -251,7 +358,7 @@ def test_a_second_process_on_a_state_dir_is_refused(signed, tmp_path):
     lines = _stdin_lines(d)
     first = _start_on_stdin(d, state, lines[:5])
     try:
-        second = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", state,
+        second = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", state,
                        "--feed", f"replay:{d / 'bars.parquet'}")
         assert second.returncode == 2, second.stderr
         assert "in use by another `crowe paper` process" in second.stderr
@@ -264,7 +371,7 @@ def test_a_second_process_on_a_state_dir_is_refused(signed, tmp_path):
             first.kill()
     assert first.returncode == 0, err
     assert [r["seq"] for r in Journal(state).read()[0]] == list(range(40))
-    assert crowe("journal", "verify", state).returncode == 0
+    assert crowe("journal", "verify", state, "--trust", d / "trust").returncode == 0
 
 
 def test_the_lock_goes_with_a_killed_process(signed, tmp_path):
@@ -272,18 +379,18 @@ def test_the_lock_goes_with_a_killed_process(signed, tmp_path):
     proc = _start_on_stdin(d, state, _stdin_lines(d)[:3])
     proc.kill()
     proc.wait()
-    again = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--state-dir", state, "--feed",
+    again = crowe("paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir", state, "--feed",
                   f"replay:{d / 'bars.parquet'}")
     assert again.returncode == 0, again.stderr
     assert len(Journal(state).read()[0]) == 40
 
 
 @pytest.mark.parametrize("what", ["no_directory", "no_journal"])
-def test_journal_verify_without_a_journal_is_an_error(tmp_path, what):
-    state = tmp_path / "st"
+def test_journal_verify_without_a_journal_is_an_error(signed, tmp_path, what):
+    d, state = signed, tmp_path / "st"
     if what == "no_journal":
         state.mkdir()
-    out = crowe("journal", "verify", state)
+    out = crowe("journal", "verify", state, "--trust", d / "trust")
     assert out.returncode == 1 and "ok" not in out.stdout
     assert f"no journal `{state / 'journal.jsonl'}`" in out.stderr
     assert ("does not exist" in out.stderr) == (what == "no_directory")
@@ -292,7 +399,7 @@ def test_journal_verify_without_a_journal_is_an_error(tmp_path, what):
 
 def test_the_version_is_recorded_only_once_the_run_starts(signed, tmp_path):
     d = signed
-    run = ["paper", d / "p.cpol", "--trust", d / "trust", "--state-dir"]
+    run = ["paper", d / "p.cpol", "--trust", d / "trust", "--journal-key", d / "rt", "--state-dir"]
     bad_feed = crowe(*run, tmp_path / "a", "--feed", "kafka:prices")
     assert bad_feed.returncode == 2 and not (tmp_path / "a" / "versions.json").exists()
     damaged = tmp_path / "b"

@@ -149,9 +149,14 @@ def _directory(blob: bytes, end_at: int) -> list[_Entry]:
         if at + _CENTRAL.size > end_at or struct.unpack_from("<I", blob, at)[0] != _CENTRAL_SIG:
             raise NonCanonical("its zip directory is damaged")
         f = _CENTRAL.unpack_from(blob, at)
-        crc, size, name_len, local = f[7], f[9], f[10], f[16]
+        method, crc, packed, size, name_len, local = f[4], f[7], f[8], f[9], f[10], f[16]
         raw = blob[at + _CENTRAL.size: at + _CENTRAL.size + name_len]
         name = raw.decode("utf-8", "replace")
+        if method != 0 or packed != size:
+            # a compressed member (a zip bomb among them): never inflated
+            raise NonCanonical(f"member `{name}` is compressed ({packed:,} bytes said to hold "
+                               f"{size:,}); an artifact stores its members uncompressed, so "
+                               "this one was not written by crowe-compile")
         entries.append(_Entry(name, crc, size, local))
         at += _CENTRAL.size + name_len + f[11] + f[12]
     return entries

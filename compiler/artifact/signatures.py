@@ -16,6 +16,10 @@ from .keys import PublicKey, SigningKey, b64, unb64
 
 PAYLOAD_TYPE = "application/vnd.crowe.policy-manifest+json"
 ROLES = ("author", "risk", "compliance")
+# The role of the key a paper runtime signs its journal records with (`crowe paper
+# --journal-key`): a trust store may grant it, an artifact signature can never claim it.
+JOURNAL_ROLE = "journal"
+TRUST_ROLES = ROLES + (JOURNAL_ROLE,)
 FIELDS = frozenset({"keyid", "name", "role", "payload_type", "public_key", "sig"})
 
 

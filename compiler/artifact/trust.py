@@ -5,6 +5,9 @@ A trust store is a directory holding one canonical JSON file per key, named by i
     TRUST/3d4f....json   {"keyid": "3d4f...", "name": "alice", "public_key": "<base64>",
                           "roles": ["author"]}
 
+The roles are the artifact signing roles (`author`, `risk`, `compliance`) and `journal`, the
+role of a paper runtime's key that signs its journal records.
+
 One file per key keeps every write atomic and independent (`crowe trust add` writes a temporary
 file and renames it). Loading fails closed: a file that does not parse, whose key id does not
 match its key or its file name, or that claims an unknown role makes the whole store unusable,
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from .container import canonical_json
 from .keys import PublicKey, b64, key_id, unb64, write_atomic
-from .signatures import ROLES
+from .signatures import TRUST_ROLES
 
 
 class TrustStoreError(Exception):
@@ -38,12 +41,12 @@ class TrustedKey:
 
 
 def check_roles(roles) -> tuple[str, ...]:
-    bad = [r for r in roles if r not in ROLES]
+    bad = [r for r in roles if r not in TRUST_ROLES]
     if bad or not roles:
         raise TrustStoreError(f"unknown role `{bad[0]}`; the roles are "
-                              f"{', '.join(f'`{r}`' for r in ROLES)}" if bad else
+                              f"{', '.join(f'`{r}`' for r in TRUST_ROLES)}" if bad else
                               "give at least one --role")
-    return tuple(r for r in ROLES if r in roles)
+    return tuple(r for r in TRUST_ROLES if r in roles)
 
 
 def add(trust_dir: str, key: PublicKey, roles) -> tuple[TrustedKey, bool]:

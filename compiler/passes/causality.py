@@ -1,8 +1,8 @@
 """Causality: prove that no node reads a bar after the current one.
 
-The only operators that reach across bars are `Lag`, `Rolling`, `Ema` and `Turbulence`, and they
-read the past only when their window is positive. Constant windows are checked here; a window
-parameter is checked against its declared range. The checker already rejects look-ahead in the
+The only operators that reach across bars are `Lag`, `Rolling`, `Ema`, `Turbulence`, `Wilder`
+and `Moments`, and they read the past only when their window is positive. Constant windows are
+checked here; a window parameter is checked against its declared range. The checker already rejects look-ahead in the
 source; this pass re-proves it on the IR that is actually lowered, so that no rewrite can
 introduce it.
 """

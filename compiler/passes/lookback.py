@@ -2,9 +2,10 @@
 
 A node's lookback is the number of bars before the current one that its value depends on:
 `Lag(x, n)` adds n to x's, a rolling window of n adds n - 1, a turbulence index over n adds n,
-an EMA of span n is counted as n - 1. Windows given by parameters are counted at the parameter's
-default (the warm-up) and at its range maximum (the buffer sizes), so a sweep never overflows a
-buffer.
+an EMA or Wilder's smoothing of span n is counted as n - 1, and so is a moment (`corr`, `skew`,
+`acf`, ...) over n bars, which reads the ring buffer of each series it takes. Windows given by
+parameters are counted at the parameter's default (the warm-up) and at its range maximum (the
+buffer sizes), so a sweep never overflows a buffer.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class Lookback:
 def _extra(node: ir.Node, defaults: dict) -> tuple[int, int]:
     if isinstance(node, (ir.Lag, ir.Turbulence)):
         return _n(node.n, defaults), node.n_max
-    if isinstance(node, (ir.Rolling, ir.Ema)):
+    if isinstance(node, (ir.Rolling, ir.Ema, ir.Wilder, ir.Moments)):
         return _n(node.n, defaults) - 1, node.n_max - 1
     if isinstance(node, ir.History):
         return node.n_max - 1, node.n_max - 1
@@ -56,6 +57,9 @@ def lookback(roots: dict, defaults: dict | None = None) -> Lookback:
         per[node] = (base[0] + extra[0], base[1] + extra[1])
         if isinstance(node, (ir.Lag, ir.Rolling, ir.Turbulence, ir.History)):
             buffers[node.x] = max(buffers.get(node.x, 1), _rows(node))
+        if isinstance(node, ir.Moments):
+            for x in node.xs:
+                buffers[x] = max(buffers.get(x, 1), node.n_max)
         if isinstance(node, ir.Rolling) and isinstance(node.n, ir.Const):
             windows[(node.x, int(node.n.value))] = int(node.n.value)
     tops = [per[n] for n in flat(roots)]
@@ -71,7 +75,7 @@ def warmup_at(roots: dict, window_of, maximum=max):
     def extra(node):
         if isinstance(node, (ir.Lag, ir.Turbulence)):
             return window_of(node.n)
-        if isinstance(node, (ir.Rolling, ir.Ema)):
+        if isinstance(node, (ir.Rolling, ir.Ema, ir.Wilder, ir.Moments)):
             return window_of(node.n) - 1
         if isinstance(node, ir.History):
             return node.n_max - 1

@@ -43,8 +43,12 @@ def _leaves(tree) -> dict[str, np.ndarray]:
 
 def state_digest(tree) -> str:
     """SHA-256 over every leaf's name, dtype, shape and bytes, in a fixed order."""
+    return _digest(_leaves(tree))
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
-    for name, arr in sorted(_leaves(tree).items()):
+    for name, arr in sorted(arrays.items()):
         arr = np.ascontiguousarray(arr)
         h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
         h.update(arr.tobytes())
@@ -82,17 +86,32 @@ def save(state_dir: Path, carry, meta: Meta) -> None:
     atomic_write(state_dir / NAME, buf.getvalue())
 
 
-def load(state_dir: Path, template) -> tuple[object, Meta] | None:
-    """The saved carry, rebuilt on the structure of `template`, or None when there is none."""
-    path = state_dir / NAME
-    if not path.exists():
-        return None
+def _read(path: Path) -> tuple[dict[str, np.ndarray], Meta]:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
         meta = Meta(**json.loads(bytes(data.pop("__meta__")).decode()))
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
         raise CheckpointError(f"the checkpoint `{path}` cannot be read ({e})") from None
+    return data, meta
+
+
+def read_digest(state_dir: Path) -> tuple[Meta, str] | None:
+    """The checkpoint's header and the digest of the state it holds (`state_digest` of the
+    carry it was saved from), or None when there is none."""
+    path = Path(state_dir) / NAME
+    if not path.exists():
+        return None
+    data, meta = _read(path)
+    return meta, _digest(data)
+
+
+def load(state_dir: Path, template) -> tuple[object, Meta] | None:
+    """The saved carry, rebuilt on the structure of `template`, or None when there is none."""
+    path = state_dir / NAME
+    if not path.exists():
+        return None
+    data, meta = _read(path)
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     leaves = []
     for p, leaf in flat:

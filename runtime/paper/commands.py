@@ -40,16 +40,33 @@ def _line(st: dict) -> str:
             f"net {net}  {st['trading_state']}  orders {st['orders_this_bar']}")
 
 
+def journal_signer(key_path: str, trust_dir: str):
+    """The journal key (a private key file) and the trust store that must hold its public key
+    in the role `journal`: (key, trusted keys)."""
+    from crowe.compiler.artifact.keys import load_signing_key
+    from crowe.compiler.artifact.signatures import JOURNAL_ROLE
+    from crowe.compiler.artifact.verify import load_trust
+    key, keys = load_signing_key(key_path), load_trust(trust_dir)
+    trusted = keys.get(key.public.keyid)
+    if trusted is None or JOURNAL_ROLE not in trusted.roles:
+        raise PaperError(f"the journal key `{key_path}` is not trusted in the role "
+                         f"`{JOURNAL_ROLE}` by `{trust_dir}`: add its public key with `crowe "
+                         f"trust add {key_path}.pub --role {JOURNAL_ROLE} --trust {trust_dir}`")
+    return key, keys
+
+
 def run_paper(engine, digest: str, state_dir: str, feed_spec: str, speed: float | None,
-              max_gap: str, max_ahead: str = "1d", on_start=None) -> int:
+              max_gap: str, max_ahead: str = "1d", on_start=None, signer=None,
+              trusted=None) -> int:
     """Run the paper loop under the state directory's lock. `on_start` is called once the run
-    has started (lock taken, state recovered), before the first bar."""
+    has started (lock taken, state recovered), before the first bar. `signer` signs every
+    journal record; `trusted` (a trust store) checks the records already there."""
     state = Path(state_dir)
     limits = {"max_gap_ns": parse_duration_ns(max_gap),
               "max_ahead_ns": parse_duration_ns(max_ahead)}
     feed = make_feed(feed_spec, engine.symbols, speed)
     with StateDirLock(state):          # held until the run ends; the OS drops it on a crash
-        return _run_locked(engine, digest, state, feed, limits, on_start)
+        return _run_locked(engine, digest, state, feed, limits, on_start, signer, trusted)
 
 
 def record_version(artifact, state_dir: str, allow_rollback: bool) -> None:
@@ -60,8 +77,9 @@ def record_version(artifact, state_dir: str, allow_rollback: bool) -> None:
     record_run(artifact, state_dir)
 
 
-def _run_locked(engine, digest: str, state: Path, feed, limits: dict, on_start) -> int:
-    runner = PaperRunner(engine, state, digest, **limits)
+def _run_locked(engine, digest: str, state: Path, feed, limits: dict, on_start, signer,
+                trusted) -> int:
+    runner = PaperRunner(engine, state, digest, signer=signer, trusted=trusted, **limits)
     _install_signals(state)
     err = Console(stderr=True)
     try:
@@ -100,9 +118,17 @@ def kill(state_dir: str, flatten: bool, reason: str) -> None:
     if not state.is_dir():
         raise PaperError(f"`{state_dir}` is not a paper state directory")
     override = "FLATTENING" if flatten else "HALTED"
-    write_control(state, override, reason or "operator kill switch")
+    _write_control(state, override, reason or "operator kill switch")
     click.echo(f"{override}: takes effect from the next bar; `crowe paper resume --state-dir "
                f"{state_dir}` clears it")
+
+
+def _write_control(state: Path, override: str, reason: str) -> None:
+    try:
+        write_control(state, override, reason)
+    except OSError as e:
+        raise PaperError(f"cannot write the control file in `{state}`: {e.strerror or e}; "
+                         f"the override is NOT in force") from None
 
 
 def resume(state_dir: str) -> None:
@@ -110,7 +136,7 @@ def resume(state_dir: str) -> None:
     if not state.is_dir():
         raise PaperError(f"`{state_dir}` is not a paper state directory")
     before = read_control(state)["override"]
-    write_control(state, "ACTIVE", "")
+    _write_control(state, "ACTIVE", "")
     click.echo(f"ACTIVE (was {before})")
 
 
@@ -134,10 +160,13 @@ def status(state_dir: str, fmt: str) -> None:
                        f"{state / 'events.jsonl'}")
 
 
-def journal_verify(state_dir: str) -> int:
-    check = verify(Path(state_dir))
+def journal_verify(state_dir: str, trust_dir: str) -> int:
+    from crowe.compiler.artifact.verify import load_trust
+    keys = load_trust(trust_dir)
+    check = verify(Path(state_dir), keys)
     if check.ok:
-        click.echo(f"ok: {check.records} records, chain intact")
+        click.echo(f"ok: {check.records} records, chain intact, every record signed by a "
+                   f"journal key of `{trust_dir}`, checkpoint consistent")
         return 0
     where = "" if check.first_bad is None else f"record {check.first_bad}: "
     click.echo(f"error: {where}{check.reason}", err=True)

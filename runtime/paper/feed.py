@@ -70,6 +70,8 @@ class ReplayFeed:
             raise DataError(f"`{path}` has no bars for {', '.join(missing)}, which the "
                             "policy trades")
         self.panel, self.speed, self.sleep = panel.select(symbols), speed, sleep
+        # journaled with every bar: which file, by content
+        self.source = f"replay:{path} sha256:{self.report.sha256}"
 
     def __iter__(self) -> Iterator[Bar | Refused]:
         p = self.panel
@@ -90,6 +92,8 @@ class StdinFeed:
 
     A symbol that is absent (or has a missing field) is invalid for that bar; a line that is
     not such an object is refused and reported, never applied."""
+
+    source = "stdin"
 
     def __init__(self, symbols, stream: IO[str]):
         self.symbols, self.stream = tuple(symbols), stream

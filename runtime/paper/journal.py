@@ -5,6 +5,15 @@ hash over its canonical JSON (sorted keys, no spaces, no NaN), so that any edit,
 reordering or truncation is found by `verify`, which names the first bad record. Appends are
 flushed and fsynced before the runtime goes on; a failed append raises `JournalWriteError`, and
 the runtime halts rather than trade without its record.
+
+The chain proves order; signatures prove origin. A runtime given a journal key (`crowe paper
+--journal-key`) puts the key's id in every record (inside what the hash covers) and signs the
+record's hash: `sig` is Ed25519 over DSSE's pre-authentication encoding of the hash under the
+payload type `PAYLOAD_TYPE`. `verify` with a trust store accepts a record only when its key is
+trusted in the role `journal` and the signature verifies, so a record edited and the chain
+rebuilt from there is found without the key. The checkpoint is anchored to the journal: the
+record of a bar holds the digest of the state after it, and the checkpoint must hold exactly
+that state and name that record's hash as its head.
 """
 from __future__ import annotations
 
@@ -17,8 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from crowe.compiler.artifact.keys import SigningKey, b64, unb64
+from crowe.compiler.artifact.signatures import JOURNAL_ROLE, pae
+
 NAME = "journal.jsonl"
 GENESIS = "0" * 64
+PAYLOAD_TYPE = "application/vnd.crowe.journal-record+json"
 
 
 class JournalError(Exception):
@@ -39,7 +52,33 @@ def canonical(obj) -> bytes:
 
 
 def record_hash(record: dict) -> str:
-    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
+    """SHA-256 over the record's canonical JSON without its `hash` and `sig`."""
+    return hashlib.sha256(canonical({k: v for k, v in record.items()
+                                     if k not in ("hash", "sig")})).hexdigest()
+
+
+def sign_hash(key: SigningKey, digest: str) -> str:
+    return b64(key.private.sign(pae(PAYLOAD_TYPE, digest.encode())))
+
+
+def signature_problem(i: int, record: dict, keys: dict) -> str | None:
+    """Why record `i` is not signed by a key that `keys` (a trust store) holds in the role
+    `journal`, or None when it is."""
+    keyid, sig = record.get("keyid"), unb64(record.get("sig"))
+    if keyid is None or record.get("sig") is None:
+        return f"record {i} is not signed: it was not written by a runtime with a journal key"
+    trusted = keys.get(keyid) if isinstance(keyid, str) else None
+    if trusted is None:
+        return (f"record {i} is signed by key {str(keyid)[:16]}..., which the trust store "
+                "does not hold")
+    if JOURNAL_ROLE not in trusted.roles:
+        return (f"record {i} is signed by `{trusted.name}`, whom the trust store does not "
+                f"trust in the role `{JOURNAL_ROLE}`")
+    if sig is None or not trusted.public.verifies(
+            sig, pae(PAYLOAD_TYPE, str(record.get("hash")).encode())):
+        return (f"record {i}'s signature does not verify: the record was altered or written "
+                "without the runtime's key")
+    return None
 
 
 def finite(x) -> float | None:
@@ -66,9 +105,9 @@ class Check:
 
 
 class Journal:
-    def __init__(self, state_dir: Path, opener=open) -> None:
+    def __init__(self, state_dir: Path, opener=open, signer: SigningKey | None = None) -> None:
         self.path = Path(state_dir) / NAME
-        self.opener = opener
+        self.opener, self.signer = opener, signer
         # what the journal must be before the next append, once `pin` was called: None (not
         # checked), () (no file yet) or (device, inode, length)
         self.expected: tuple | None = None
@@ -136,7 +175,11 @@ class Journal:
 
     def append(self, record: dict, prev: str) -> dict:
         record = dict(record, prev=prev)
+        if self.signer is not None:
+            record["keyid"] = self.signer.public.keyid
         record["hash"] = record_hash(record)
+        if self.signer is not None:
+            record["sig"] = sign_hash(self.signer, record["hash"])
         line = canonical(record) + b"\n"
         try:
             self._check_identity(_stat(self.path))
@@ -172,7 +215,9 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
-def check_chain(records: list[dict], tail: bytes = b"") -> Check:
+def check_chain(records: list[dict], tail: bytes = b"", keys: dict | None = None) -> Check:
+    """The chain's order and integrity; with `keys` (a trust store), every record's signature
+    too."""
     prev, artifact = GENESIS, None
     for i, rec in enumerate(records):
         if rec.get("seq") != i:
@@ -186,6 +231,9 @@ def check_chain(records: list[dict], tail: bytes = b"") -> Check:
                          "match its content")
         if artifact is not None and rec.get("artifact") != artifact:
             return Check(False, len(records), i, f"record {i} names another artifact")
+        problem = signature_problem(i, rec, keys) if keys is not None else None
+        if problem:
+            return Check(False, len(records), i, problem)
         prev, artifact = rec["hash"], rec.get("artifact")
     if tail:
         return Check(False, len(records), len(records),
@@ -193,9 +241,10 @@ def check_chain(records: list[dict], tail: bytes = b"") -> Check:
     return Check(True, len(records))
 
 
-def verify(state_dir: Path) -> Check:
-    """Check the journal's chain, and that it ends where the checkpoint says it does."""
-    from .checkpoint import NAME as CKPT
+def verify(state_dir: Path, keys: dict | None = None) -> Check:
+    """Check the journal's chain (and, with `keys`, its signatures), and that the checkpoint
+    holds the state recorded at the record it names as its head."""
+    from . import checkpoint as ck
     j = Journal(state_dir)
     if not j.path.is_file():
         d = Path(state_dir)
@@ -207,39 +256,44 @@ def verify(state_dir: Path) -> Check:
     except JournalError as e:
         bad = int(str(e).split()[1]) if str(e).startswith("record ") else 0
         return Check(False, 0, bad, str(e))
-    check = check_chain(records, tail)
+    check = check_chain(records, tail, keys)
     if not check.ok:
         return check
-    meta = _checkpoint_meta(Path(state_dir) / CKPT)
-    if meta is not None and (meta["seq"] > len(records) or (
-            meta["seq"] == len(records) and meta["head"] != (records[-1]["hash"] if records
-                                                             else ""))):
-        return Check(False, len(records), len(records),
-                     f"the journal ends at record {len(records) - 1} but the checkpoint has "
-                     f"processed {meta['seq']} bars: records were removed from the end")
-    return check
-
-
-def _checkpoint_meta(path: Path) -> dict | None:
-    if not path.exists():
-        return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return json.loads(bytes(z["__meta__"]).decode())
-    except Exception:  # noqa: BLE001 - a broken checkpoint is reported by the runtime
-        return None
+        saved = ck.read_digest(Path(state_dir))
+    except ck.CheckpointError as e:
+        return Check(False, len(records), None, str(e))
+    if saved is None:
+        return check
+    meta, digest = saved
+    n = len(records)
+    if meta.seq > n:
+        return Check(False, n, n, f"the journal ends at record {n - 1} but the checkpoint has "
+                     f"processed {meta.seq} bars: records were removed from the end")
+    if meta.seq < n - 1:
+        return Check(False, n, meta.seq, f"the checkpoint has processed {meta.seq} bars but "
+                     f"the journal has {n} records: the checkpoint is an older one")
+    if meta.seq:
+        at = records[meta.seq - 1]
+        if meta.head != at["hash"] or digest != at.get("state"):
+            return Check(False, n, meta.seq - 1, "the checkpoint does not hold the state "
+                         f"journaled at record {meta.seq - 1}: it was altered or replaced")
+    return check
 
 
 def export(state_dir: Path, out: Path) -> int:
     """Write the journal as a Parquet table (one row per record); returns the row count."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    records, _ = Journal(state_dir).read()
+    j = Journal(state_dir)
+    if not j.path.is_file():
+        raise JournalError(f"there is no journal `{j.path}`: nothing to export")
+    records, _ = j.read()
     cols = ("seq", "ts", "time", "trading_state", "override", "equity", "cash", "gross", "net",
             "decision", "state", "artifact", "prev", "hash")
     table = {c: [r.get(c) for r in records] for c in cols}
     table["cancelled"] = [json.dumps(r.get("cancelled", [])) for r in records]
     table["orders"] = [json.dumps(r.get("orders", [])) for r in records]
     table["fills"] = [json.dumps(r.get("fills", [])) for r in records]
-    pq.write_table(pa.table(table), out)
+    pq.write_table(pa.table(table), out, write_page_checksum=True)
     return len(records)

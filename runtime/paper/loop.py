@@ -16,8 +16,12 @@ Per bar, in this order:
 A crash between 5's two writes leaves one journal record more than the checkpoint: on restart
 that bar is redone from the checkpoint and must reproduce the journaled record exactly, then only
 the checkpoint is written, so no bar is applied twice and none is lost. Any other disagreement
-between journal and checkpoint stops the runtime with a message rather than a guess. A journal
-write that fails halts trading.
+between journal and checkpoint stops the runtime with a message rather than a guess; so does a
+checkpoint that does not hold the state the journal recorded for its bar, and, given a trust
+store, a journal record whose signature is not by a trusted `journal` key. A journal,
+checkpoint or status write that fails (disk full, read-only directory, another OS error) halts
+trading: HALTED is recorded in the control file when the directory still takes it, and the
+message says what failed.
 """
 from __future__ import annotations
 
@@ -91,17 +95,27 @@ class PaperBroker:
 class PaperRunner:
     def __init__(self, engine: Engine, state_dir, artifact_digest: str,
                  max_gap_ns: int | None = None, opener=open, hooks=None,
-                 max_ahead_ns: int | None = MAX_AHEAD_NS, clock=time.time_ns) -> None:
+                 max_ahead_ns: int | None = MAX_AHEAD_NS, clock=time.time_ns,
+                 signer=None, trusted: dict | None = None) -> None:
+        """`signer`: the key that signs each journal record (None: unsigned records);
+        `trusted`: a trust store whose `journal` keys every record must be signed by when the
+        journal is recovered (None: signatures not checked)."""
         self.engine, self.dir = engine, Path(state_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PaperError(f"cannot create the state directory `{self.dir}`: "
+                             f"{e.strerror or e}") from None
+        self.trusted = trusted
         self.digest, self.max_gap = artifact_digest, max_gap_ns
         self.max_ahead, self.clock = max_ahead_ns, clock
         self.view: dict = {}          # the status last written, for refusals between bars
         self.params = engine.params()
         self.broker = PaperBroker(engine)
-        self.journal = Journal(self.dir, opener)
+        self.journal = Journal(self.dir, opener, signer)
         self.hooks = hooks or (lambda phase, seq: None)
         self.carry, self.seq, self.last_ts, self.head, self.redo = None, 0, None, GENESIS, None
+        self.source: str | None = None  # the feed's identity (file and SHA-256), journaled
         # the override in force at the last bar processed (None: a checkpoint that predates it)
         self.in_force: str | None = "ACTIVE"
 
@@ -109,7 +123,7 @@ class PaperRunner:
 
     def recover(self) -> None:
         records, tail = self.journal.read()
-        chain = check_chain(records)
+        chain = check_chain(records, keys=self.trusted)
         if not chain.ok:
             raise PaperError(f"the journal is damaged: {chain.reason}; run `crowe journal "
                              f"verify {self.dir}` and restore it before resuming")
@@ -133,6 +147,10 @@ class PaperRunner:
         elif len(records) != done or (meta and meta.head != (head if done else "")):
             raise PaperError(f"the journal has {len(records)} records but the checkpoint has "
                              f"processed {done} bars; refusing to guess which is right")
+        if done and ck.state_digest(carry) != records[done - 1].get("state"):
+            raise PaperError(f"the checkpoint in `{self.dir}` does not hold the state the "
+                             f"journal recorded at bar {done - 1}: it was altered or replaced; "
+                             "refusing to trade from it")
         self.carry, self.seq, self.head = carry, done, head
         self.last_ts = meta.last_ts if meta else None
         self.in_force = meta.override if meta else "ACTIVE"
@@ -162,6 +180,7 @@ class PaperRunner:
             s.skip_logged = True
 
     def _run(self, feed, s: Summary, on_bar, limit) -> None:
+        self.source = getattr(feed, "source", None)
         for item in feed:
             if isinstance(item, Refused):
                 self.refuse(s, {"where": item.where}, item.reason)
@@ -195,12 +214,19 @@ class PaperRunner:
                              "orders_this_bar": 0, "policy": self.engine.name,
                              "version": self.engine.version, "artifact": self.digest}
         self.view = dict(base, refused=int(base.get("refused", 0)) + 1, last_refusal=reason)
-        write_status(self.dir, self.view)
+        try:
+            write_status(self.dir, self.view)
+        except OSError as e:
+            self.halt(f"cannot write the status `{self.dir}`: {e.strerror or e}")
 
     def one_bar(self, bar: Bar, s: Summary) -> None:
         if self.max_gap and self.last_ts is not None and bar.ts - self.last_ts > self.max_gap:
-            write_control(self.dir, "HALTED", "stale feed: no bar for "
-                          f"{(bar.ts - self.last_ts) / 3.6e12:.1f} hours")
+            stale = f"stale feed: no bar for {(bar.ts - self.last_ts) / 3.6e12:.1f} hours"
+            try:
+                write_control(self.dir, "HALTED", stale)
+            except OSError as e:
+                self.halt(f"{stale}, and the control file cannot be written: "
+                          f"{e.strerror or e}")
         control = read_control(self.dir)
         if self.redo is not None and self.redo.get("override") in OVERRIDES and \
                 self.redo["override"] != control["override"]:
@@ -226,24 +252,45 @@ class PaperRunner:
             try:
                 record = self.journal.append(record, self.head)
             except JournalWriteError as e:
-                write_control(self.dir, "HALTED", str(e))
-                log_event(self.dir, {"event": "halted", "reason": str(e)})
-                raise Halted(f"trading halted: {e}") from None
+                self.halt(str(e))
             s.processed += 1
         self.hooks("after_journal", self.seq)
         self.head, self.seq, self.last_ts, self.carry = record["hash"], self.seq + 1, bar.ts, new
         self.in_force = override
-        ck.save(self.dir, new, ck.Meta(self.seq, bar.ts, self.head, self.digest, override))
+        try:
+            ck.save(self.dir, new, ck.Meta(self.seq, bar.ts, self.head, self.digest, override))
+        except OSError as e:
+            self.halt(f"cannot write the checkpoint `{self.dir / ck.NAME}`: {e.strerror or e} "
+                      f"(bar {record['time']} is journaled and is redone at the restart)")
         self.hooks("after_checkpoint", self.seq)
         s.last = self.view = self.status(record, control)
-        write_status(self.dir, s.last)
+        try:
+            write_status(self.dir, s.last)
+        except OSError as e:
+            self.halt(f"cannot write the status `{self.dir}`: {e.strerror or e}")
+
+    def halt(self, reason: str) -> None:
+        """Stop trading because the state directory could not be written: record HALTED in
+        the control file when it still can be, log it, and raise `Halted`."""
+        try:
+            write_control(self.dir, "HALTED", reason)
+            recorded = "HALTED is recorded in the control file"
+        except OSError as e:
+            recorded = (f"HALTED could not be recorded either ({e.strerror or e}): run "
+                        f"`crowe paper kill --state-dir {self.dir}` once the directory is "
+                        "writable")
+        log_event(self.dir, {"event": "halted", "reason": reason})
+        raise Halted(f"trading halted: {reason}; {recorded}") from None
 
     def check_redo(self, record: dict) -> dict:
         """The journaled record of the bar being redone, after checking that redoing it
         reproduced it exactly."""
         done = self.redo
         self.redo = None
-        expected = dict(record, prev=self.head)
+        # the bar's data is checked through the decision; the feed may be a newer file
+        expected = dict(record, prev=self.head, source=done.get("source"))
+        if "keyid" in done:              # signed by the key of the run that journaled it
+            expected["keyid"] = done["keyid"]
         expected["hash"] = record_hash(expected)
         if expected["hash"] != done.get("hash"):
             raise PaperError(f"bar {record['time']} was journaled before a crash but redoing it "
@@ -268,7 +315,8 @@ class PaperRunner:
                 "cash": finite(out["cash"]), "gross": finite(out["gross"]),
                 "net": finite(out["net"]), "cancelled": cancelled, "orders": orders,
                 "fills": fills,
-                "decision": decision_digest(out), "state": ck.state_digest(carry)}
+                "decision": decision_digest(out), "state": ck.state_digest(carry),
+                "source": self.source}
 
     def status(self, record: dict, control: dict) -> dict:
         return {"bars_processed": self.seq, "last_bar_time": record["time"],

@@ -109,6 +109,22 @@ def engine(policy_path: Path):
     return Engine.from_policy(r.policy, SYMBOLS)
 
 
+def runtime_key():
+    """A fixed journal key for the tests (Ed25519 signatures are deterministic, so the journals
+    of equal runs are equal byte for byte)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from crowe.compiler.artifact.keys import SigningKey
+    return SigningKey("test-runtime", Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+
+
+def runtime_trust() -> dict:
+    """A trust store (as `verify` loads one) holding `runtime_key()` in the role `journal`."""
+    from crowe.compiler.artifact.trust import TrustedKey
+    pub = runtime_key().public
+    return {pub.keyid: TrustedKey(pub.keyid, pub.name, pub, ("journal",))}
+
+
 def child(policy_path: str, data_path: str, state_dir: str, phase: str, seq: int) -> None:
     """Run the paper loop; SIGKILL this process at (phase, seq). phase `torn` cuts the journal
     append of bar `seq` in half."""
@@ -145,7 +161,7 @@ def child(policy_path: str, data_path: str, state_dir: str, phase: str, seq: int
         return Torn()
 
     runner = PaperRunner(engine(Path(policy_path)), state_dir, "digest", opener=opener,
-                         hooks=hook)
+                         hooks=hook, signer=runtime_key(), trusted=runtime_trust())
     runner.run(ReplayFeed(data_path, SYMBOLS))
 
 
