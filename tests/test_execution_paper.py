@@ -15,7 +15,7 @@ from crowe.runtime.paper import checkpoint as ck
 from crowe.runtime.paper.feed import ReplayFeed
 from crowe.runtime.paper.journal import Journal, decision_digest, verify
 from crowe.runtime.paper.loop import PaperRunner
-from paperkit.fixture import POLICY, SYMBOLS, engine, write_data
+from paperkit.fixture import POLICY, SYMBOLS, engine, runtime_key, runtime_trust, write_data
 
 T, H = 40, 4
 TWAP = POLICY.replace("execution: {algo: market, participation_cap: 50%, max_orders_per_bar: 3}",
@@ -31,7 +31,8 @@ def run(tmp_path_factory):
     write_data(d / "bars.parquet", T)
     eng = engine(d / "p.policy")
     ref = d / "ref"
-    PaperRunner(eng, ref, "digest").run(ReplayFeed(str(d / "bars.parquet"), SYMBOLS))
+    PaperRunner(eng, ref, "digest", signer=runtime_key(), trusted=runtime_trust()).run(
+        ReplayFeed(str(d / "bars.parquet"), SYMBOLS))
     panel, _ = load_bars(d / "bars.parquet")
     return d, eng, ref, backtest(eng, panel.select(SYMBOLS))
 
@@ -57,10 +58,11 @@ def test_paper_is_the_backtest_and_resumes_a_half_worked_parent(run, tmp_path):
     carry, meta = ck.load(state, eng.init_carry())
     parent = {k: np.asarray(v) for k, v in carry["state"]["parent"].items()}
     assert (parent["remaining"] != 0).any() and (parent["remaining"] != parent["qty"]).any()
-    PaperRunner(eng, state, "digest").run(ReplayFeed(str(d / "bars.parquet"), SYMBOLS))
+    PaperRunner(eng, state, "digest", signer=runtime_key(), trusted=runtime_trust()).run(
+        ReplayFeed(str(d / "bars.parquet"), SYMBOLS))
     got, want = Journal(state).read()[0], records
     assert [r["hash"] for r in got] == [r["hash"] for r in want]
     a, _ = ck.load(state, eng.init_carry())
     b, _ = ck.load(ref, eng.init_carry())
     assert ck.state_digest(a) == ck.state_digest(b)
-    assert verify(state).ok
+    assert verify(state, runtime_trust()).ok
