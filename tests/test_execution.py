@@ -20,7 +20,8 @@ MONDAY = 4 * DAY                     # 1970-01-05
 
 
 def ctx(n=1, bar_seconds=86_400, horizon=1):
-    return Ctx(n, 252.0, horizon, (False,) * n, (True,) * n, (0,) * n, 1, 1.0, 1.0, bar_seconds)
+    return Ctx(n, 252.0, horizon, (False,) * n, (True,) * n, (0,) * n, 1, 1.0, 1.0,
+               bar_seconds=bar_seconds)
 
 
 def work(t, inputs, H, X, steps=None, fills=None, state=None, c=None):

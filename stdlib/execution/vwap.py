@@ -17,7 +17,7 @@ children follow the profile; the last slice takes the rest.
 
 >>> import jax.numpy as jnp
 >>> from crowe.stdlib.component import Ctx
->>> ctx = Ctx(1, 252.0, 1, (False,), (True,), (0,), 1, 1.0, 1.0, 86_400)
+>>> ctx = Ctx(1, 252.0, 1, (False,), (True,), (0,), 1, 1.0, 1.0, bar_seconds=86_400)
 >>> t = make(Settings(algo="vwap", horizon=2))
 >>> st = t.init(ctx)
 >>> day = 86_400 * 10**9
