@@ -48,7 +48,8 @@ from .program import PolicyIR, to_ir
 from .step import StepBuilder, Universe
 
 DEFAULT_CASH = 1e6
-BAR_FLOATS = ("open", "high", "low", "close", "volume", "fill_qty", "fill_price", "fill_cost")
+BAR_FLOATS = ("open", "high", "low", "close", "volume", "fill_qty", "fill_price", "fill_cost",
+              "sent_qty")
 _PACKAGE_FILES = ("dsl", "compiler", "stdlib")
 
 

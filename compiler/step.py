@@ -22,8 +22,10 @@ order:
    (position, sector, net, gross, VaR, ES), with positions that cannot trade held at their last
    mark in every cap; then the trading state (REDUCING scales, HALTED keeps the book, FLATTENING
    targets zero).
-6. Orders: whole shares toward the targets, never on an invalid instrument, through the order
-   rules (size, notional, throttles) and the execution algorithm.
+6. Orders: between rebalances (`execution.rebalance`) the targets hold the shares of the last
+   rebalance; a target that changes (in whole shares) opens a parent order, which the execution
+   algorithm works by one child order a bar, through the order rules (size, notional,
+   throttles), never on an invalid instrument; HALTED and FLATTENING cancel every parent.
 
 Every instrument's decision carries reason flags (`reasons`) that say why it is what it is.
 """
@@ -38,6 +40,7 @@ from crowe.stdlib import bars
 from crowe.stdlib import components as reg
 from crowe.stdlib import market as mk
 from crowe.stdlib.component import Ctx, chain
+from crowe.stdlib.execution import parent, rebalance
 from crowe.stdlib.holdings import holdings_init, holdings_update, holdings_view
 from crowe.stdlib.states import ACTIVE, FLATTENING, HALTED, REDUCING, SEVERITY
 
@@ -109,7 +112,8 @@ class StepBuilder:
         self.bpy = bars_per_year(policy.bar_seconds)
         self.ctx = Ctx(self.N, self.bpy, policy.horizon, universe.restricted, universe.can_short,
                        universe.sector_ids, universe.n_sectors, spec.risk.gross_max,
-                       spec.risk.position_max, universe.sector_names, universe.symbols)
+                       spec.risk.position_max, universe.sector_names, universe.symbols,
+                       bar_seconds=policy.bar_seconds)
         used = active_components(spec)
         self.target = next((c.name, c.factory(s)) for c, s in used
                            if c.slot in ("sizing", "portfolio"))
@@ -118,6 +122,7 @@ class StepBuilder:
                                    if c.slot == "order_rule"])
         self.algo_name = spec.execution.algo
         self.algo = reg.EXECUTION[self.algo_name].factory(spec.execution)
+        self.horizon = spec.execution.horizon_bars(policy.bar_seconds)
         self.limits = {n: i.component.factory(i.settings) for n, i in policy.limits.items()}
         self.rules = {n: i.component.factory(i.settings) for n, i in policy.rules.items()}
         self.component_warmup = max([n.lookback for n in needs(spec)] + [0])
@@ -158,6 +163,9 @@ class StepBuilder:
             "impact": {"vol": nan, "adv": nan},
             "target": self.target[1].init(ctx), "overlays": self.overlays.init(ctx),
             "orders": self.order_rules.init(ctx), "algo": self.algo.init(ctx),
+            "parent": parent.init(N),
+            "rebalance": dict(rebalance.init(), target=jnp.zeros(N), scale=jnp.ones(N),
+                              pending=jnp.zeros(N, bool)),
             "limits": {n: t.init(ctx) for n, t in self.limits.items()},
             "rules": {n: t.init(ctx) for n, t in self.rules.items()},
             "limit_cd": {n: i(0) for n in self.limits},
@@ -182,7 +190,7 @@ class StepBuilder:
         w, reasons, tail, tstate = self.targets(params, state, vals, ok, E, book, last_close,
                                                 mon)
         qty, limit, reasons, ostate = self.orders(state, bar, w, ok, E, book, last_close, mon,
-                                                  reasons)
+                                                  reasons, params, vals, impact)
         new = dict(state, x=xstate, t=state["t"] + 1, seen=seen, cash=book.cash,
                    positions=book.positions, last_close=last_close, equity=E, weights=w,
                    impact=impact, holding=holding, **mon["state"], **tstate, **ostate)
@@ -202,6 +210,8 @@ class StepBuilder:
             "adv": impact["adv"], "vol": impact["vol"], "tail_loss": tail,
             "borrow": borrow, "costs": costs, "traded_notional": traded,
             "kill_switch": mon["kill"], **mon["stats"],
+            "parent_qty": ostate["parent"]["qty"], "parent_start": ostate["parent"]["start"],
+            "arrival": ostate["parent"]["arrival"],
         }
         return new, decision
 
@@ -343,20 +353,67 @@ class StepBuilder:
 
     # -- orders ---------------------------------------------------------------------------
 
-    def orders(self, state, bar, w, ok, E, book, last_close, mon, reasons):
+    def rebalance(self, state, params, w, ok, E, price, mon, ts):
+        """The target of each instrument in whole shares, and the new rebalance state. At a
+        rebalance the target is the one just computed; in between, it is the target of the last
+        rebalance, scaled when a `reduce` action's scale has changed since and zero when a
+        stand-down rule excludes the instrument (limits and rules act at every bar; HALTED and
+        FLATTENING cancel the parents, and a rebalance that falls while they are in force is
+        taken at the first bar after them)."""
+        s = self.pir.spec.execution.rebalance
+        rs = state["rebalance"]
+        warm = state["t"] >= self.warmup(params)
+        scheduled, new = rebalance.due(s, self.pir.policy.bar_seconds, rs, ts, warm)
+        fresh = jnp.trunc(w * E / price)
+        rb = jnp.broadcast_to(scheduled, (self.N,))
+        if s.drift is not None:
+            held_w = jnp.where(E > 0, rs["target"] * price / E, 0.0)
+            rb = rb | (jnp.abs(w - held_w) > s.drift)
+        level = mon["trading_state"]
+        stopped = (level == HALTED) | (level == FLATTENING)
+        rb, pending = (rb | rs["pending"]) & ~stopped, (rb | rs["pending"]) & stopped
+        scale = mon["scale"]
+        rescaled = jnp.trunc(jnp.where(rs["scale"] > 0, rs["target"] / rs["scale"], 0.0) * scale)
+        held = jnp.where(scale == rs["scale"], rs["target"], rescaled)
+        held = jnp.where(mon["exclude"], 0.0, held)
+        take = rb & ok & jnp.isfinite(fresh)
+        target = jnp.where(take, fresh, held)
+        return target, dict(new, target=jnp.where(take, fresh, rs["target"]),
+                            scale=jnp.where(take, scale, rs["scale"]), pending=pending)
+
+    def orders(self, state, bar, w, ok, E, book, last_close, mon, reasons, params, vals, impact):
+        """Parent orders toward the targets, worked by the execution algorithm's child orders
+        (`crowe.stdlib.execution.parent`), then the order rules (size, notional, throttles)."""
+        ex, level, pos = self.pir.spec.execution, mon["trading_state"], book.positions
+        fq = jnp.where(jnp.isfinite(bar["fill_qty"]), bar["fill_qty"], 0.0)
+        sent = jnp.where(jnp.isfinite(bar["sent_qty"]), bar["sent_qty"], 0.0)
+        P = parent.book(state["parent"], fq, sent, ex.remainder == "carry")
         price = jnp.where(ok, last_close, jnp.nan)
-        target = jnp.trunc(w * E / price)
-        qty = jnp.where(ok & jnp.isfinite(target), target - book.positions, 0.0)
-        qty = jnp.where(mon["trading_state"] == FLATTENING,
-                        jnp.where(ok, -book.positions, 0.0), qty)
-        qty = jnp.where(mon["trading_state"] == HALTED, 0.0, qty)
-        inputs = {"qty": qty, "price": price, "ok": ok, "ts": bar["ts"]}
-        res, hits, rules_state = self.order_rules.update(inputs, state["orders"], self.ctx)
-        reasons = reasons | self.flags(hits)
-        inputs["qty"] = res.get("qty", qty)
+        target, rstate = self.rebalance(state, params, w, ok, E, price, mon, bar["ts"])
+        target = jnp.where(ok & jnp.isfinite(target), target, P["target"])
+        P = parent.open_new(P, target, pos, state["t"], price, self.horizon, ok)
+        flat, halted = level == FLATTENING, level == HALTED
+        P = parent.cancel(P, flat | halted, jnp.where(flat, 0.0, pos))
+        ones = jnp.ones(self.N)
+        inputs = {"remaining": P["remaining"], "k": state["t"] - P["start"],
+                  "horizon": P["horizon"], "opened": P["start"] == state["t"], "qty": P["qty"],
+                  "price": price, "adv": impact["adv"], "vol": impact["vol"],
+                  "volume": jnp.where(ok, bar["volume"], jnp.nan), "ts": bar["ts"],
+                  **{k: vals["signal"][k] * ones for k in ("mu", "sigma", "prob_edge")}}
         res, hits, algo_state = self.algo.update(inputs, state["algo"], self.ctx)
         reasons = reasons | self.flags(hits)
-        return res["qty"], res["limit"], reasons, {"orders": rules_state, "algo": algo_state}
+        qty = jnp.where(ok, parent.clip_child(res["child"], P["remaining"]), 0.0)
+        limit = res["limit"]
+        qty = jnp.where(flat, jnp.where(ok, -pos, 0.0), qty)
+        limit = jnp.where(flat, jnp.nan, limit)
+        qty = jnp.where(halted, 0.0, qty)
+        res, hits, rules_state = self.order_rules.update(
+            {"qty": qty, "price": price, "ok": ok, "ts": bar["ts"]}, state["orders"], self.ctx)
+        reasons = reasons | self.flags(hits)
+        qty = res.get("qty", qty)
+        limit = jnp.where(qty != 0, limit, jnp.nan)
+        return qty, limit, reasons, {"orders": rules_state, "algo": algo_state,
+                                     "parent": dict(P, child=qty), "rebalance": rstate}
 
 
 def _valid(bar):

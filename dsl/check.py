@@ -179,6 +179,7 @@ class Checker:
         check_constraints(self)
         check_stress(self)
         self.check_compliance()
+        self.check_execution()
         self.check_unused()
         if self.diags.has_errors:
             return None
@@ -473,6 +474,30 @@ class Checker:
                        help=(hint + " " if hint else "") + f"the actions are {kinds}")
         return None
 
+    def check_execution(self) -> None:
+        """The execution horizon and a bar-count rebalance period are whole numbers of bars."""
+        ex = self.spec.execution
+        if ex is None:
+            return
+        h = getattr(ex, "horizon", None)
+        if self.node("execution", "horizon") is not None and h is not None:
+            bars = h.bars(self.bar_seconds)
+            if bars is None:
+                self.diags.add("E0702", f"the horizon `{h}` is not a whole number of bars",
+                               self.span("execution", "horizon"),
+                               help="use a multiple of the bar size in `universe.bar`")
+            else:
+                self.too_long(bars, "the horizon", "execution", "horizon")
+        every = ex.rebalance.every
+        if every is not None and every.unit not in ("w", "mo", "bar"):
+            bars = ex.rebalance.period_bars(self.bar_seconds)
+            if bars is None:
+                self.diags.add("E0702", f"the rebalance period `{every}` is not a whole "
+                               "number of bars", self.span("execution", "rebalance", "every"),
+                               help="use a multiple of the bar size, `1w` or `1mo`")
+            else:
+                self.too_long(bars, "the rebalance period", "execution", "rebalance", "every")
+
     def cooldown(self, d, *path) -> int | None:
         if d is None:
             return 0
@@ -551,18 +576,21 @@ class Checker:
         h = self.spec.signal.horizon if self.spec.signal is not None else None
         method = getattr(self.spec.portfolio, "method", None)
         unread = portfolio is None or not getattr(self.spec.portfolio, "reads_horizon", True)
-        if unread and self.node("signal", "horizon") is not None and \
+        ladder = getattr(self.spec.execution, "algo", None) == "limit_ladder"   # reads both
+        if unread and not ladder and self.node("signal", "horizon") is not None and \
                 h is not None and h.seconds is not None and \
                 h.bars(self.bar_seconds) not in (None, 1):
             what = "without a portfolio optimizer" if portfolio is None else \
                 f"with `{method}`, which does not read the forecast"
             self.diags.add("E0306", f"a `horizon` of more than one bar changes nothing {what}",
                            self.key_span("signal", "horizon"), help="the `mean_variance` and "
-                           "`kelly` optimizers scale the covariance to the forecast's horizon; "
-                           "other methods read `mu` and `sigma` as they are, or not at all: "
-                           "remove it (say the horizon in a comment)")
+                           "`kelly` optimizers scale the covariance to the forecast's horizon, "
+                           "and `limit_ladder` reads the forecast; other methods read `mu` and "
+                           "`sigma` as they are, or not at all: remove it (say the horizon in a "
+                           "comment)")
         self.check_risk_budgets()
-        if self.node("signal", "cost") is not None and "prob_edge" not in self.mentioned():
+        if self.node("signal", "cost") is not None and "prob_edge" not in self.mentioned() \
+                and not ladder:
             self.diags.add("E0306", "the cost hurdle changes nothing: no gate or rule reads "
                            "`prob_edge`", self.key_span("signal", "cost"),
                            help="`cost` enters only `prob_edge` = Phi((abs(mu) - cost) / sigma): "

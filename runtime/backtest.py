@@ -4,8 +4,10 @@
     result.metrics["sharpe"], result.tables["equity"]
     result = backtest(engine, panel, start=t0)  # bars before t0 only warm the policy up
 
-Results are Arrow tables (equity curve, weights, orders, fills, reasons), written to Parquet by
-`write_results`, plus the standard metrics of `crowe.runtime.metrics`.
+Results are Arrow tables (equity curve, weights, orders, fills, reasons, and the transaction
+cost analysis of every parent order), written to Parquet by `write_results`, plus the standard
+metrics of `crowe.runtime.metrics` and the execution quality (average implementation shortfall
+and fill rate).
 """
 from __future__ import annotations
 
@@ -166,6 +168,7 @@ def backtest(engine: Engine, panel, params: dict | None = None, runner: Runner |
                               out["costs"] + out["borrow"], engine.bars_per_year)
     metrics.update(trade_metrics(panel_trades(out["fill_qty"], out["fill_price"],
                                               out["fill_cost"], engine.symbols)))
+    metrics.update(tca_metrics(tca_columns(out)))
     return BacktestResult(engine, np.asarray(panel.ts)[start:], out, metrics, carry, start)
 
 
@@ -208,8 +211,69 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
     reasons = _long(result, {"flags": o["reasons"]}, o["reasons"] != 0)
     names = [_names(int(f), flag_names) for f in reasons.column("flags").to_numpy()]
     reasons = reasons.append_column("reasons", pa.array(names, pa.list_(pa.string())))
+    cols = tca_columns(o)
+    tca = pa.table({"ts": _ts(result.ts[cols.pop("row")]),
+                    "symbol": pa.array(np.asarray(result.symbols, object)[cols.pop("instrument")],
+                                       pa.string()), **cols})
     return {"equity": equity, "weights": weights, "orders": orders, "fills": fills,
-            "reasons": reasons}
+            "reasons": reasons, "tca": tca}
+
+
+TCA_COSTS = ("commission", "spread", "impact")
+
+
+def tca_columns(o: dict) -> dict[str, np.ndarray]:
+    """Transaction cost analysis: one row per parent order. A parent is identified by its
+    instrument and the bar it opened (`parent_start`); its children are the orders decided
+    while it was working, and their fills are those of the next bar. With ``s = sign(qty)``,
+    ``F`` the filled shares, ``A`` the arrival price (the close of the bar the parent opened)
+    and ``P`` the average fill price, the implementation shortfall of the filled part, in bps
+    of its value at arrival, is ``price + commission + spread + impact`` where
+    ``price = s (P - A) / A * 1e4`` and each cost is ``cost / (|F| A) * 1e4``. Orders of a
+    flatten are not parents and are not in the table."""
+    start, qty = o["parent_start"], o["order_qty"]
+    live = start >= 0
+    keys = np.stack([np.nonzero(live)[1], start[live]], 1)
+    uniq, first = np.unique(keys, axis=0, return_index=True)
+    rows, cols = np.nonzero(live)
+    row, inst = rows[first], cols[first]
+    pq_, arrival = o["parent_qty"][row, inst], o["arrival"][row, inst]
+    t, i = np.nonzero((qty[:-1] != 0) & live[:-1])
+    which = np.searchsorted(uniq[:, 0] * (start.max() + 2) + uniq[:, 1],
+                            i * (start.max() + 2) + start[t, i])
+    n = len(uniq)
+
+    def total(x):
+        return np.bincount(which, weights=x, minlength=n) if n else np.zeros(0)
+    fq = o["fill_qty"][t + 1, i]
+    filled = total(fq)
+    paid = total(fq * o["fill_price"][t + 1, i])
+    children = np.bincount(which, minlength=n) if n else np.zeros(0, np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        avg = np.where(filled != 0, paid / filled, np.nan)
+        base = np.abs(filled) * arrival
+        out = {"row": row, "instrument": inst, "qty": pq_, "arrival_price": arrival,
+               "children": children.astype(np.int64), "filled_qty": filled,
+               "filled_fraction": np.abs(filled) / np.abs(pq_), "avg_fill_price": avg,
+               "price_bps": np.sign(pq_) * (avg - arrival) / arrival * 1e4}
+        for c in TCA_COSTS:
+            out[f"{c}_bps"] = np.where(filled != 0, total(o[f"fill_{c}"][t + 1, i]) / base * 1e4,
+                                       np.nan)
+    out["shortfall_bps"] = out["price_bps"] + sum(out[f"{c}_bps"] for c in TCA_COSTS)
+    out["filled_value"] = base
+    return out
+
+
+def tca_metrics(cols: dict) -> dict:
+    """Average implementation shortfall (weighted by each parent's filled value at arrival),
+    in bps, and the fill rate (filled shares over parent shares)."""
+    w, sf = cols["filled_value"], cols["shortfall_bps"]
+    ok = np.isfinite(sf) & (w > 0)
+    wanted = np.abs(cols["qty"]).sum()
+    return {"avg_shortfall_bps": float((sf[ok] * w[ok]).sum() / w[ok].sum()) if ok.any()
+            else float("nan"),
+            "fill_rate": float(np.abs(cols["filled_qty"]).sum() / wanted) if wanted
+            else float("nan")}
 
 
 def _names(flags: int, names: tuple[str, ...]) -> list[str]:

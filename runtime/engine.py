@@ -31,7 +31,7 @@ RECORD = ("equity", "cash", "gross", "net", "trading_state", "portfolio_reasons"
           "traded_notional", "borrow", "tail_loss")
 DETECTOR = "detector:"          # a detector's statistic per bar: `detector:<rule>.<name>`
 RECORD_N = ("weights", "order_qty", "limit_price", "positions", "reasons", "mu", "sigma",
-            "prob_edge")
+            "prob_edge", "parent_qty", "parent_start", "arrival")
 
 
 class ParamError(ValueError):
@@ -99,13 +99,16 @@ class Engine:
                            mk.Book(carry["state"]["cash"], carry["state"]["positions"]),
                            carry["state"]["last_close"])
         cost = fills.commission + fills.spread + fills.impact
-        full = dict(bar, fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost)
+        full = dict(bar, fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost,
+                    sent_qty=carry["qty"])
         state, d = self.step(params, carry["state"], full)
         carry = {"state": state, "qty": d["order_qty"], "limit": d["limit_price"],
                  "adv": d["adv"], "vol": d["vol"]}
         out = {k: d[k] for k in RECORD + RECORD_N}
         out.update({k: v for k, v in d.items() if k.startswith(DETECTOR) or k == "kill_switch"})
-        out.update(fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost)
+        out.update(fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost,
+                   fill_commission=fills.commission, fill_spread=fills.spread,
+                   fill_impact=fills.impact)
         return carry, out
 
 

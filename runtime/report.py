@@ -8,11 +8,12 @@ from rich.table import Table
 
 PERCENT = {"total_return", "annualized_return", "volatility", "max_drawdown", "hit_rate",
            "avg_win", "avg_loss", "avg_gross", "avg_net", "trade_win_rate", "trade_avg_win",
-           "trade_avg_loss", "trade_best", "trade_worst"}
+           "trade_avg_loss", "trade_best", "trade_worst", "fill_rate"}
 ORDER = ("total_return", "annualized_return", "volatility", "sharpe", "sortino", "calmar",
          "max_drawdown", "hit_rate", "avg_win", "avg_loss", "turnover", "avg_gross", "avg_net",
-         "costs_paid", "final_equity", "bars", "trades", "trade_win_rate", "trade_avg_win",
-         "trade_avg_loss", "trade_best", "trade_worst", "trade_avg_bars", "profit_factor")
+         "costs_paid", "avg_shortfall_bps", "fill_rate", "final_equity", "bars", "trades",
+         "trade_win_rate", "trade_avg_win", "trade_avg_loss", "trade_best", "trade_worst",
+         "trade_avg_bars", "profit_factor")
 LABELS = {"total_return": "total return", "annualized_return": "annualised return",
           "max_drawdown": "max drawdown", "hit_rate": "hit rate (per bar)",
           "avg_win": "average winning bar", "avg_loss": "average losing bar",
@@ -21,7 +22,8 @@ LABELS = {"total_return": "total return", "annualized_return": "annualised retur
           "trades": "trades (closed)", "trade_win_rate": "win rate (per trade)",
           "trade_avg_win": "average winning trade", "trade_avg_loss": "average losing trade",
           "trade_best": "best trade", "trade_worst": "worst trade",
-          "trade_avg_bars": "average bars held", "profit_factor": "profit factor"}
+          "trade_avg_bars": "average bars held", "profit_factor": "profit factor",
+          "avg_shortfall_bps": "average shortfall (bps)", "fill_rate": "fill rate"}
 COUNTS = {"bars", "trades"}
 
 

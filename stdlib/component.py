@@ -67,6 +67,7 @@ class Ctx(NamedTuple):
     position_max: float
     sector_names: tuple[str, ...] = ()   # by sector id (the last: symbols without a sector)
     symbols: tuple[str, ...] = ()        # the universe's symbols, in the order of the arrays
+    bar_seconds: int = 86_400        # the bar size, for components that read the calendar
 
 
 class Transform(NamedTuple):

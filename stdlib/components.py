@@ -8,7 +8,8 @@ from __future__ import annotations
 from .component import Registry
 from .detectors import (change_point, condition, crash_sentinel, data_gap, drift, loss_streak,
                         regime, vol_spike)
-from .execution import limit, market, order_size, throttle
+from .execution import implementation_shortfall, limit, limit_ladder, market, order_size, pov, \
+    throttle, twap, vwap
 from .limits import from_peak, intraday, trailing_stop
 from .overlays import gross_cap, net_cap, position_cap, sector_cap, stress, tail_risk
 from .portfolio import hrp, kelly, mean_variance, min_variance, risk_parity
@@ -32,7 +33,9 @@ LIMITS = _registry("limit", intraday.COMPONENT, from_peak.COMPONENT, trailing_st
 DETECTORS = _registry("detector", data_gap.COMPONENT, vol_spike.COMPONENT,
                       loss_streak.COMPONENT, regime.COMPONENT, change_point.COMPONENT,
                       drift.COMPONENT, crash_sentinel.COMPONENT, condition.COMPONENT)
-EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT)
+EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT, twap.COMPONENT,
+                      vwap.COMPONENT, pov.COMPONENT, implementation_shortfall.COMPONENT,
+                      limit_ladder.COMPONENT)
 ORDER_RULES = _registry("order_rule", order_size.SHARES, order_size.NOTIONAL, throttle.PER_BAR,
                         throttle.PER_MINUTE)
 
@@ -45,15 +48,6 @@ IMPACT_WINDOW = 20
 # Names a user may know from the documentation or other tools that have no component yet: the
 # checker refuses them with this advice (they are not in the schema).
 NOT_AVAILABLE = {
-    ("execution", "algo", "twap"): "use `algo: market` or `algo: limit`",
-    ("execution", "algo", "vwap"): "use `algo: market` (with `price: vwap` to fill at the "
-                                   "bar's VWAP proxy) or `algo: limit`",
-    ("execution", "algo", "pov"): "use `algo: market`: the participation cap already bounds "
-                                  "each fill to a share of the bar's volume",
-    ("execution", "algo", "is"): "use `algo: market` or `algo: limit`",
-    ("execution", "algo", "limit_ladder"): "use `algo: limit` with a `limit_offset`",
-    ("execution", "remainder"): "the unfilled part of an order is cancelled, and the order is "
-                                "sent again toward the target at the next bar: remove it",
     ("universe", "calendar"): "bars are taken as the data gives them, with days as UTC "
                               "calendar days: remove it",
     ("compliance", "wash_trade_prevention"): "the step sends at most one order per instrument "

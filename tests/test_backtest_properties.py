@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import simkit
-from crowe.stdlib.states import HALTED
+from crowe.stdlib.states import FLATTENING, HALTED
 
 T = 90
 SYMBOLS = ("AAA", "BBB", "CCC", "DDD", "EEE")
@@ -145,8 +145,10 @@ def check_bar_invariants(name, engine, panel, out):
     assert np.isfinite(q).all() and np.all(q == np.trunc(q)) and np.all(pos == np.trunc(pos))
     assert not q[~panel.valid].any() and not out["fill_qty"][~panel.valid].any()
     assert not np.isinf(out["limit_price"]).any()
+    flat = (out["trading_state"] == FLATTENING)[:, None]     # a flatten sends market orders
     if spec["execution"].get("limit_offset"):
-        assert np.isfinite(out["limit_price"][q != 0]).all()
+        assert np.isfinite(out["limit_price"][(q != 0) & ~flat]).all()
+    assert np.isnan(out["limit_price"][(q != 0) & flat]).all()
     assert np.isnan(out["limit_price"][q == 0]).all()
     # fills: next bar, within the order and the participation cap
     prev = np.vstack([np.zeros((1, N)), q[:-1]])

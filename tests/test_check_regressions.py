@@ -136,8 +136,11 @@ def test_one_broken_gate_does_not_hide_another():
     ("sizing: {method: equal}", "sizing: {method: equal, vol_window: 20}", "E0304"),   # unread
     ("sizing: {method: equal}", "sizing: {method: equal, lambda: 0.3}", "E0301"),
     ("execution: {algo: market}", "execution: {algo: market, limit_offset: 3bps}", "E0301"),
-    ("execution: {algo: market}", "execution: {algo: pov}", "E0306"),
-    ("execution: {algo: market}", "execution: {algo: market, remainder: carry}", "E0306"),
+    ("execution: {algo: market}", "execution: {algo: pov, participation: 20%}", "E0304"),
+    ("execution: {algo: market}", "execution: {algo: market, horizon: 5}", "E0301"),
+    ("execution: {algo: market}", "execution: {algo: twap, horizon: 36h}", "E0702"),
+    ("execution: {algo: market}", "execution: {algo: market, rebalance: {every: 2mon}}",
+     "E0304"),
     ("horizon: 1d", "horizon: 5d", "E0306"),                      # nothing reads it
     ("bar: 1d}", "bar: 1d, calendar: XNYS}", "E0306"),
     ("restricted: [IBM]", "restricted: [IBM]\n  wash_trade_prevention: true", "E0306"),

@@ -145,6 +145,11 @@ FROM_PEAK = plus(risk__drawdown={"from_peak": {"max": "20%", "action": "halt",
 TRAILING = plus(risk__trailing_stop={"multiple": 2, "window": 20, "action": "reduce(50%)",
                                      "cooldown": "3d"})
 LIMIT = plus(execution={"algo": "limit", "participation_cap": "2%", "limit_offset": "10bps"})
+SCHEDULED = {"participation_cap": "2%", "rebalance": {"every": "1mo"}}
+ALGOS = {a: plus(execution={"algo": a, **SCHEDULED, **extra}) for a, extra in (
+    ("twap", {}), ("vwap", {}), ("is", {"risk_aversion": 1e-5}), ("limit_ladder", {}),
+    ("pov", {"participation": "2%"}))}
+TWAP = ALGOS["twap"]
 GAP = plus(stand_down__data_gap={"max_missing": "10%", "action": "halt", "cooldown": "2d"})
 SPIKE = plus(stand_down__vol_spike={"sigma": 3, "window": 20, "action": "exclude",
                                     "cooldown": "2d"})
@@ -294,7 +299,25 @@ VARIANTS = {
         TRAILING, plus(TRAILING, risk__trailing_stop__multiple=1), "changes"),
     "risk.trailing_stop.window": (
         TRAILING, plus(TRAILING, risk__trailing_stop__window=40), "changes"),
-    "execution.algo": (MIN, plus(execution__algo="twap"), "refused"),
+    "execution.algo": (MIN, plus(execution__algo="twap"), "changes"),
+    "execution[*].remainder": (TWAP, plus(TWAP, execution__remainder="cancel"), "changes"),
+    "execution[*].rebalance.every": (TWAP, plus(TWAP, execution__rebalance={"every": "1w"}),
+                                     "changes"),
+    "execution[*].rebalance.drift": (TWAP, plus(TWAP, execution__rebalance__drift="5%"),
+                                     "changes"),
+    "execution[twap].horizon": (TWAP, plus(TWAP, execution__horizon="10d"), "changes"),
+    "execution[vwap].horizon": (ALGOS["vwap"], plus(ALGOS["vwap"], execution__horizon=10),
+                                "changes"),
+    "execution[is].horizon": (ALGOS["is"], plus(ALGOS["is"], execution__horizon=10),
+                              "changes"),
+    "execution[is].risk_aversion": (ALGOS["is"], plus(ALGOS["is"],
+                                                      execution__risk_aversion=1e-3), "changes"),
+    "execution[limit_ladder].horizon": (ALGOS["limit_ladder"],
+                                        plus(ALGOS["limit_ladder"], execution__horizon=2),
+                                        "changes"),
+    "execution[pov].participation": (ALGOS["pov"], plus(ALGOS["pov"],
+                                                        execution__participation="0.01%"),
+                                     "changes"),
     "execution[*].participation_cap": (MIN, plus(execution__participation_cap="0.01%"),
                                        "changes"),
     "execution[*].price": (MIN, plus(execution__price="vwap"), "changes"),

@@ -151,9 +151,14 @@ def test_crowe_backtest_json_end_to_end(tmp_path):
     assert all(isinstance(report["metrics"][k], float) for k in METRICS)
     assert report["out"] == str(out) and report["instruments"] == 5 and report["bars"] > 1000
     assert report["params"]["formation"] == 10
-    for name in ("equity", "weights", "orders", "fills", "reasons"):
+    for name in ("equity", "weights", "orders", "fills", "reasons", "tca"):
         table = pq.read_table(out / f"{name}.parquet")
         assert table.num_rows > 0
+    tca = {k: np.asarray(v) for k, v in pq.read_table(out / "tca.parquet").to_pydict().items()
+           if k not in ("ts", "symbol")}
+    parts = tca["price_bps"] + tca["commission_bps"] + tca["spread_bps"] + tca["impact_bps"]
+    np.testing.assert_allclose(tca["shortfall_bps"], parts, rtol=1e-12, equal_nan=True)
+    assert 0 < report["metrics"]["fill_rate"] <= 1
     assert pq.read_table(out / "equity.parquet").num_rows == report["bars"]
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["final_equity"] == report["metrics"]["final_equity"]

@@ -1,11 +1,12 @@
-"""``limit``: each bar, a limit order for the whole difference between the target and the
-position, at ``limit_offset`` through the decision bar's close (buy at ``close * (1 + offset)``,
-sell at ``close * (1 - offset)``); it fills at the next bar only if that bar trades through the
-limit, at the better of the reference price and the limit.
+"""``limit``: each bar, a limit order for the whole remainder of the parent, at ``limit_offset``
+through the decision bar's close (buy at ``close * (1 + offset)``, sell at
+``close * (1 - offset)``); it fills at the next bar only if that bar trades through the limit,
+at the better of the reference price and the limit.
 
 >>> import jax.numpy as jnp
 >>> out, _, _ = make(Settings(algo="limit", limit_offset=0.01)).update(
-...     {"qty": jnp.array([10.0, -5.0, 0.0]), "price": jnp.array([100.0, 50.0, 20.0])}, (), None)
+...     {"remaining": jnp.array([10.0, -5.0, 0.0]), "price": jnp.array([100.0, 50.0, 20.0])},
+...     (), None)
 >>> [round(float(x), 6) for x in out["limit"][:2]], bool(jnp.isnan(out["limit"][2]))
 ([101.0, 49.5], True)
 """
@@ -27,9 +28,9 @@ class Settings(Execution):
 
 def make(s: Settings):
     def update(inputs, ctx):
-        qty, price = inputs["qty"], inputs["price"]
+        qty, price = inputs["remaining"], inputs["price"]
         limit = jnp.where(qty > 0, price * (1 + s.limit_offset), price * (1 - s.limit_offset))
-        return {"qty": qty, "limit": jnp.where(qty != 0, limit, jnp.nan)}, {}
+        return {"child": qty, "limit": jnp.where(qty != 0, limit, jnp.nan)}, {}
     return stateless(update)
 
 
