@@ -500,6 +500,15 @@ compliance:
   max_order_notional: 5000000000000""", """
 compliance:
   max_order_notional: 250000    # the largest single order you would accept"""),
+    "E0315": _e("""
+A risk budget names a symbol that is not in the universe (often a misspelt one): that budget
+would weigh nothing, and the symbol it was meant for would get the default budget of 1.""", """
+portfolio:
+  method: risk_parity
+  budgets: {IMB: 2}""", """
+portfolio:
+  method: risk_parity
+  budgets: {IBM: 2}"""),
     "E0330": _e("""
 The optimizer's constraints contradict each other or the rest of the policy, so no book meets
 them: a net range outside the gross bound (a net exposure is at most the gross exposure), a

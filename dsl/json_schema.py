@@ -60,6 +60,11 @@ _READERS = {
                                  {"type": "string", "pattern": DURATION_TEXT}],
                        "description": "a duration such as `5d`, `30m`, `1h`, or a whole "
                                       "number of bars"},
+    "_every": lambda f: {"anyOf": [{"type": "integer", "minimum": 1},
+                                   {"type": "string",
+                                    "pattern": r"^\s*(bar|[0-9]+\s*(s|m|h|d|w|mo))\s*$"}],
+                         "description": "a rebalance period: `bar`, a duration such as `5d`, "
+                                        "a number of bars, `1w` or `1mo`"},
     "_money": lambda f: {"type": "number", "exclusiveMinimum": 0,
                          "description": "a positive amount such as `1e6`"},
     "_expr": lambda f: {"type": ["string", "number", "boolean"],
