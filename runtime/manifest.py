@@ -65,6 +65,33 @@ def build_manifest(policy_path: str, engine, params: dict, prep, cash: float, wr
     }
 
 
+def research_manifest(kind: str, policy_path: str, engine, prep, cash: float, out_dir,
+                      settings: dict, argv=None) -> dict:
+    """The manifest of a sweep, walk-forward or stress run: the same identity as a backtest's
+    (policy, data and its SHA-256, period, command line, versions) with the command's own
+    settings, and the SHA-256 of every file it wrote to `out_dir`."""
+    panel, first = prep.panel, prep.start
+    files = sorted(p for p in Path(out_dir).iterdir() if p.is_file() and p.name != RUN_JSON)
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "policy": _policy(policy_path, engine, None, prep.check),
+        "settings": settings,
+        "cash": float(cash),
+        "data": {"path": prep.data_path,
+                 "sha256": prep.report.sha256 or file_sha256(prep.data_path),
+                 "symbols": list(panel.symbols)},
+        "period": {"first_bar": _day(panel.ts[0]), "start": _day(panel.ts[first]),
+                   "end": _day(panel.ts[-1]), "bars": int(panel.T - first),
+                   "warmup": int(engine.warmup), "warmup_bars_before_start": int(first),
+                   "bars_per_year": float(engine.bars_per_year)},
+        "command": _command(argv),
+        "versions": versions(),
+        "files": {p.name: file_sha256(p) for p in files},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def write_manifest(out_dir: str, manifest: dict) -> str:
     """Write ``run.json`` atomically into ``out_dir``; returns its path."""
     target = Path(out_dir) / RUN_JSON

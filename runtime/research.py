@@ -58,6 +58,12 @@ def _write_json(path: Path, obj) -> None:
 
 # -- sweep ------------------------------------------------------------------------------------
 
+def _record(out: Path, kind: str, policy, engine, prep, cash, settings: dict) -> None:
+    """`run.json` in the results directory, as every `--out` directory has."""
+    from .manifest import research_manifest, write_manifest
+    write_manifest(str(out), research_manifest(kind, policy, engine, prep, cash, out, settings))
+
+
 def run_sweep(policy, grid_items, data, start, end, metric, out_dir, cash, equity,
               per_instrument, top, fmt) -> None:
     from .engine import Engine
@@ -90,6 +96,9 @@ def run_sweep(policy, grid_items, data, start, end, metric, out_dir, cash, equit
         files["equity"] = str(out / "equity.parquet")
         _write_parquet(equity_table(result), files["equity"])
     _write_json(out / "overfit.json", stats)
+    _record(out, "sweep", policy, engine, prep, cash, {
+        "grid": list(grid_items), "metric": metric, "per_instrument": per_instrument,
+        "combinations": len(result.combos)})
     shown = order[:top]
     if fmt == "json":
         click.echo(json.dumps({
@@ -181,6 +190,9 @@ def run_walkforward(policy, grid_items, data, start, end, train, test, step, anc
     summary = {"folds": len(fl), "select": select, "oos_metrics": wf.metrics, "oos_psr": wf.psr,
                "in_sample_overfit": wf.overfit}
     _write_json(out / "walkforward.json", summary)
+    _record(out, "walkforward", policy, engine, prep, cash, {
+        "grid": list(grid_items), "train": train, "test": test, "step": step,
+        "anchored": anchored, "select": select, "folds": len(fl)})
     if fmt == "json":
         click.echo(json.dumps({"policy": engine.name, "folds": table.to_pylist(),
                                "oos_metrics": wf.metrics, "oos_psr": wf.psr, "out": str(out)},
@@ -268,6 +280,9 @@ def run_stress(policy, scenario, data, start, end, at, symbols, param_items, cas
     out.mkdir(parents=True, exist_ok=True)
     records = [_stress_json(r) for r in rows]
     _write_json(out / "stress.json", {"scenario": scenario, "title": title, "rows": records})
+    _record(out, "stress", policy, engine, prep, cash, {
+        "scenario": scenario, "at": at, "symbols": sorted(chosen) if chosen else None,
+        "params": list(param_items)})
     if fmt == "json":
         click.echo(json.dumps({"policy": engine.name, "scenario": scenario, "title": title,
                                "rows": records, "out": str(out)}, indent=2, default=_finite))

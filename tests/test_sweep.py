@@ -122,6 +122,20 @@ def test_crowe_sweep_writes_one_row_per_combination(setup, tmp_path):
     assert table.column("sharpe").to_pylist() == [m["sharpe"] for m in ref.metrics]
     assert table.column("fast").to_pylist() == [10, 20, 30]
     assert pq.read_table(out / "equity.parquet").num_rows == 3 * setup[1].T
+    _check_run_json(out, "sweep", {"equity.parquet", "overfit.json", "sweep.parquet"})
+
+
+def _check_run_json(out, kind: str, files: set) -> None:
+    """The results directory names its policy, data (by SHA-256) and files, as a backtest's."""
+    import hashlib
+    import json
+    run = json.loads((out / "run.json").read_text())
+    assert run["kind"] == kind and run["policy"]["name"] == "ts_trend_v1"
+    assert run["data"]["sha256"] == hashlib.sha256(
+        open(run["data"]["path"], "rb").read()).hexdigest()
+    assert set(run["files"]) == files
+    for name, digest in run["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
     bad = CliRunner().invoke(main, ["sweep", str(POLICY), "--grid", "fast=2:4:1",
                                     "--end", END, "--out", str(out)])
     assert bad.exit_code == 2 and "outside the declared range" in bad.output
@@ -238,3 +252,6 @@ def test_crowe_walkforward_and_stress_end_to_end(setup, tmp_path):
                                     "--out", str(tmp_path / "st")])
     assert res.exit_code == 0, res.output
     assert "unshocked" in res.output and "rule:data_gap" in res.output
+    _check_run_json(tmp_path / "wf", "walkforward",
+                    {"folds.parquet", "oos_equity.parquet", "walkforward.json"})
+    _check_run_json(tmp_path / "st", "stress", {"stress.json"})
