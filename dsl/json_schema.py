@@ -65,6 +65,10 @@ _READERS = {
                                     "pattern": r"^\s*(bar|[0-9]+\s*(s|m|h|d|w|mo))\s*$"}],
                          "description": "a rebalance period: `bar`, a duration such as `5d`, "
                                         "a number of bars, `1w` or `1mo`"},
+    "_range.<locals>.check": lambda f: {
+        "type": "array", "minItems": 2, "maxItems": 2,
+        "items": {"anyOf": [{"type": "number"}, {"type": "string", "pattern": FRACTION_TEXT}]},
+        "description": "`[low, high]`, two fractions such as `[-10%, 10%]`"},
     "_money": lambda f: {"type": "number", "exclusiveMinimum": 0,
                          "description": "a positive amount such as `1e6`"},
     "_expr": lambda f: {"type": ["string", "number", "boolean"],
@@ -75,10 +79,14 @@ _READERS = {
 class _Generator(GenerateJsonSchema):
     def function_before_schema(self, schema):
         func = schema["function"]["function"]
-        reader = _READERS.get(getattr(func, "__qualname__", ""))
-        if reader is not None:
-            return reader(func)
-        return super().function_before_schema(schema)
+        name = getattr(func, "__qualname__", "")
+        reader = _READERS.get(name)
+        if reader is None:
+            # a setting read by a function the schema does not know: its JSON type would be
+            # the model's type after reading, not what a policy writes, so refuse to guess
+            raise TypeError(f"no JSON schema for settings read by `{name}`: add it to "
+                            "`_READERS` in crowe/dsl/json_schema.py")
+        return reader(func)
 
     def encode_default(self, dft):
         if isinstance(dft, Duration):

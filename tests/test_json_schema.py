@@ -79,3 +79,22 @@ def test_the_command_prints_the_schema_and_writes_a_file(tmp_path):
     assert out.exit_code == 0 and json.loads(target.read_text()) == policy_schema()
     out = runner.invoke(main, ["schema", "-o", str(tmp_path / "no" / "x.json")])
     assert out.exit_code == 2 and "cannot be written" in out.output
+
+
+def test_optimizer_constraints_and_rebalance_periods_validate_as_written():
+    doc = plain((ROOT / "policies" / "mv_sector_v1.policy").read_text("utf-8"))
+    doc["portfolio"]["constraints"] = {"net": ["-5%", "5%"], "gross": "90%",
+                                       "sector_net": [-0.04, "4%"],
+                                       "exposure": {"mkt_beta": [-0.05, 0.05]}}
+    doc["execution"]["rebalance"] = {"every": "1mo", "drift": "2%"}
+    assert problems(doc) == []
+    doc["portfolio"]["constraints"]["net"] = ["-5%"]
+    doc["execution"]["rebalance"]["every"] = "monthly"
+    assert len(problems(doc)) == 2
+
+
+def test_a_setting_type_without_a_json_schema_is_refused(monkeypatch):
+    from crowe.dsl import json_schema
+    monkeypatch.delitem(json_schema._READERS, "_every")
+    with pytest.raises(TypeError, match="no JSON schema for settings read by `_every`"):
+        json_schema.policy_schema()
