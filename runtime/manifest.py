@@ -45,24 +45,9 @@ def build_manifest(policy_path: str, engine, params: dict, prep, cash: float, wr
                    verified=None, check=None, argv=None) -> dict:
     """The manifest of one backtest (see the module docstring). ``verified`` is the
     `VerifiedArtifact` of a .cpol run, ``check`` the `CheckResult` of a source run."""
-    panel, first = prep.panel, prep.start
-    return {
-        "format": FORMAT,
-        "policy": _policy(policy_path, engine, verified, check),
-        "params": {k: _scalar(v) for k, v in params.items()},
-        "cash": float(cash),
-        "data": {"path": prep.data_path,
-                 "sha256": prep.report.sha256 or file_sha256(prep.data_path),
-                 "symbols": list(panel.symbols)},
-        "period": {"first_bar": _day(panel.ts[0]), "start": _day(panel.ts[first]),
-                   "end": _day(panel.ts[-1]), "bars": int(panel.T - first),
-                   "warmup": int(engine.warmup), "warmup_bars_before_start": int(first),
-                   "bars_per_year": float(engine.bars_per_year)},
-        "command": _command(argv),
-        "versions": versions(),
-        "files": {Path(p).name: file_sha256(p) for p in written.values()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return _manifest(policy_path, engine, prep, cash, [Path(p) for p in written.values()],
+                     argv, {"policy": _policy(policy_path, engine, verified, check),
+                            "params": {k: _scalar(v) for k, v in params.items()}})
 
 
 def research_manifest(kind: str, policy_path: str, engine, prep, cash: float, out_dir,
@@ -70,13 +55,19 @@ def research_manifest(kind: str, policy_path: str, engine, prep, cash: float, ou
     """The manifest of a sweep, walk-forward or stress run: the same identity as a backtest's
     (policy, data and its SHA-256, period, command line, versions) with the command's own
     settings, and the SHA-256 of every file it wrote to `out_dir`."""
-    panel, first = prep.panel, prep.start
     files = sorted(p for p in Path(out_dir).iterdir() if p.is_file() and p.name != RUN_JSON)
+    return _manifest(policy_path, engine, prep, cash, files, argv, {
+        "kind": kind, "policy": _policy(policy_path, engine, None, prep.check),
+        "settings": settings})
+
+
+def _manifest(policy_path: str, engine, prep, cash: float, files: list[Path], argv,
+              own: dict) -> dict:
+    """The fields every manifest has, around the command's `own` ones."""
+    panel, first = prep.panel, prep.start
     return {
         "format": FORMAT,
-        "kind": kind,
-        "policy": _policy(policy_path, engine, None, prep.check),
-        "settings": settings,
+        **own,
         "cash": float(cash),
         "data": {"path": prep.data_path,
                  "sha256": prep.report.sha256 or file_sha256(prep.data_path),
