@@ -17,6 +17,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+import componentkit
 import simkit
 from crowe.dsl.policy import check_text
 from crowe.dsl.schema import PolicySpec, Rules
@@ -428,6 +429,80 @@ METADATA = {"policy", "version", "owner", "description", "params.*.doc"}
 # Settings whose behaviour is a refusal at run time, proven here by calling it.
 BOUNDS = {"params.*.range"}
 
+# Settings that only their component reads, each proven on the component run alone over the
+# inputs the step gave it in the base's backtest (`componentkit`): one small compile instead of a
+# whole backtest's. Every other setting changes the decisions of a whole backtest.
+COMPONENT_LEVEL = {
+    "execution[is].horizon",
+    "execution[is].risk_aversion",
+    "execution[limit].limit_offset",
+    "execution[pov].participation",
+    "portfolio[*].covariance.estimator",
+    "portfolio[*].covariance.window",
+    "portfolio[hrp].budget",
+    "portfolio[kelly].lambda",
+    "portfolio[mean_variance].constraints.gross",
+    "portfolio[mean_variance].constraints.net",
+    "portfolio[mean_variance].constraints.sector_gross",
+    "portfolio[mean_variance].constraints.sector_net",
+    "portfolio[mean_variance].iterations",
+    "portfolio[mean_variance].l1_penalty",
+    "portfolio[mean_variance].long_only",
+    "portfolio[mean_variance].risk_aversion",
+    "portfolio[mean_variance].turnover_penalty",
+    "portfolio[min_variance].budget",
+    "portfolio[min_variance].iterations",
+    "portfolio[min_variance].long_only",
+    "portfolio[risk_parity].budget",
+    "portfolio[risk_parity].budgets.*",
+    "portfolio[risk_parity].iterations",
+    "risk.drawdown.from_peak.max",
+    "risk.drawdown.from_peak.reset_peak_after_cooldown",
+    "risk.drawdown.intraday.max",
+    "risk.es.confidence",
+    "risk.es.max",
+    "risk.es.method",
+    "risk.es.window",
+    "risk.gross_max",
+    "risk.position_max",
+    "risk.sector_max",
+    "risk.stress.confidence",
+    "risk.stress.max",
+    "risk.stress.scenarios.*.market",
+    "risk.stress.scenarios.*.sector.*",
+    "risk.stress.scenarios.*.vol",
+    "risk.stress.window",
+    "risk.trailing_stop.multiple",
+    "risk.trailing_stop.window",
+    "risk.var.confidence",
+    "risk.var.max",
+    "risk.var.method",
+    "risk.var.window",
+    "sizing[equal].budget",
+    "sizing[inverse_vol].budget",
+    "sizing[inverse_vol].vol_target",
+    "sizing[kelly_tempered].lambda",
+    "sizing[vol_target].vol_target",
+    "stand_down.change_point.expected_run",
+    "stand_down.change_point.scale",
+    "stand_down.change_point.short_run",
+    "stand_down.change_point.threshold",
+    "stand_down.crash_sentinel.flatten_above",
+    "stand_down.crash_sentinel.reduce_above",
+    "stand_down.crash_sentinel.window",
+    "stand_down.crash_sentinel.z_window",
+    "stand_down.drift.ks_max",
+    "stand_down.drift.psi_max",
+    "stand_down.drift.reference",
+    "stand_down.drift.window",
+    "stand_down.loss_streak.losses",
+    "stand_down.regime.min_ratio",
+    "stand_down.regime.refit",
+    "stand_down.regime.threshold",
+    "stand_down.regime.window",
+    "stand_down.vol_spike.sigma",
+}
+
 
 # -- the tests ------------------------------------------------------------------------------------
 
@@ -454,16 +529,21 @@ def panels():
     return {"bundled": p, "gappy": gappy}
 
 
-_RUNS: dict[str, dict] = {}
+_RUNS: dict[str, componentkit.Tapped] = {}
 
 
-def decisions(policy: dict, panel, key: str) -> dict:
+def tapped(policy: dict, panel, key: str) -> componentkit.Tapped:
+    """The backtest of `policy` with its components' calls recorded (one compile per policy;
+    base and variant are compared as recorded runs both, so that like is compared with like)."""
     key = key + yaml.safe_dump(policy, sort_keys=True)
     if key not in _RUNS:
         symbols = policy["universe"]["symbols"]
-        sim = simkit.Sim.of(policy, symbols)
-        _RUNS[key] = sim.run(panel.select(symbols))
+        _RUNS[key] = componentkit.Tapped.of(simkit.check(policy), symbols, panel.select(symbols))
     return _RUNS[key]
+
+
+def decisions(policy: dict, panel, key: str) -> dict:
+    return tapped(policy, panel, key).out
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -471,6 +551,36 @@ def _same(a: dict, b: dict) -> bool:
             "reasons", "portfolio_reasons", "equity")
     return all(a[k].shape == b[k].shape and np.array_equal(a[k], b[k], equal_nan=True)
                for k in keys)
+
+
+_REPLAYS: dict = {}
+
+
+def component_changes(path: str, base: dict, variant: dict, panel, which: str) -> None:
+    """The setting at `path` is read by one component only: that component of the variant, run
+    alone over the inputs the step gave the base's component at every bar of the base's
+    backtest, hands the step other outputs (or reasons) than the base's component replayed the
+    same way. That replay of the base's component gives back what the step recorded, to 1e-12
+    (the recording is whole: every input, in order, and the component's own state)."""
+    b, v = simkit.check(base), simkit.check(variant)
+    changed = componentkit.changed(b, v)
+    assert changed is not None and len(changed) == 1, \
+        f"`{path}`: the variant should change the settings of one component, not {changed}"
+    key, kind = changed[0], changed[0][0]
+    run = tapped(base, panel, which)
+    out, hits = run.recorded(key)
+    if (id(run), key) not in _REPLAYS:
+        again = run.replay(key, b)
+        assert componentkit.same(again[0], out, rtol=1e-12) and \
+            componentkit.same(again[1], hits), f"{key} replayed is not what the step recorded"
+        _REPLAYS[id(run), key] = again
+    # like with like: both replays are the same program but for the setting
+    out, hits = _REPLAYS[id(run), key]
+    got, got_hits = run.replay(key, v)
+    assert not (componentkit.same(componentkit.consumed(kind, got),
+                                  componentkit.consumed(kind, out))
+                and componentkit.same(got_hits, hits)), \
+        f"`{path}` changed nothing that {key} hands the step on the bundled data"
 
 
 @pytest.mark.parametrize("path", sorted(VARIANTS))
@@ -490,8 +600,16 @@ def test_setting_changes_the_decisions_or_is_refused(path, panels):
         return
     which = which[0] if which else "bundled"
     panel = panels[which]
+    if path in COMPONENT_LEVEL:
+        component_changes(path, base, variant, panel, which)
+        return
     assert not _same(decisions(base, panel, which), decisions(variant, panel, which)), \
         f"`{path}` changed nothing on the bundled data"
+
+
+def test_component_level_settings_are_variants():
+    assert COMPONENT_LEVEL <= set(VARIANTS)
+    assert all(VARIANTS[p][2] == "changes" for p in COMPONENT_LEVEL)
 
 
 def test_parameter_ranges_refuse_values_outside_them():

@@ -8,12 +8,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import artifactkit as ak
 from crowe.compiler.artifact.verify import verify
+from crowe.runtime import cli
 from crowe.runtime.artifact import engine_from
 from crowe.runtime.backtest import backtest
 from crowe.runtime.data import load_bars, write_bars
@@ -27,9 +30,17 @@ from paperkit.fixture import (POLICY, bars_to_flat_bound, check_flattening, posi
 BIN = Path(sys.executable).parent
 
 
-def crowe(*args, **kw):
-    return subprocess.run([str(BIN / "crowe"), *map(str, args)], capture_output=True, text=True,
-                          **kw)
+def crowe(*args, process: bool = False, **kw):
+    """`crowe ARGS`, finished: its exit code, stdout and stderr. Through the command's click
+    entry point in this process (the compiled programs stay in memory from one call to the
+    next), or with `process=True` (or any subprocess option) as a process of its own, where a
+    test is about processes: signals, locks, a process killed."""
+    if process or kw:
+        return subprocess.run([str(BIN / "crowe"), *map(str, args)], capture_output=True,
+                              text=True, **kw)
+    result = CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout,
+                           stderr=result.stderr)
 
 
 @pytest.fixture(scope="module")
