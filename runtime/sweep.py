@@ -402,6 +402,9 @@ def _result(engine, combos, rec, ts, start, symbols=None) -> SweepResult:
                        rec["portfolio_reasons"])
 
 
+_RUNNERS: dict = {}     # the last per-instrument batch programs, reused by a repeated sweep
+
+
 def sweep_instruments(policy, panel, combos: list[dict], cash: float, start: int = 0,
                       progress=None) -> SweepResult:
     """Every combination on every instrument of the panel as its own one-instrument universe
@@ -422,8 +425,13 @@ def sweep_instruments(policy, panel, combos: list[dict], cash: float, start: int
         runs = [(s, c) for s in members for c in combos]
         fits = batch_size(engine, len(combos) * WORKERS)     # a batch: one instrument's runs
         M = max(m for m in range(1, fits + 1) if len(combos) % m == 0)
-        runner = BatchRunner(engine, M, per_run_bars=True, swept=swept_names(combos),
-                             members=M)
+        key = (id(policy), members[0], M, tuple(swept_names(combos)), cash)
+        if key not in _RUNNERS or _RUNNERS[key][0] is not policy:
+            _RUNNERS.clear()
+            _RUNNERS[key] = (policy, BatchRunner(engine, M, per_run_bars=True,
+                                                 swept=swept_names(combos), members=M))
+        runner = _RUNNERS[key][1]
+        engine = runner.engine
         cols = [panel.symbols.index(s) for s, _ in runs]
 
         def per_run(ix, cols=cols, M=M):

@@ -255,3 +255,29 @@ def test_crowe_walkforward_and_stress_end_to_end(setup, tmp_path):
     _check_run_json(tmp_path / "wf", "walkforward",
                     {"folds.parquet", "oos_equity.parquet", "walkforward.json"})
     _check_run_json(tmp_path / "st", "stress", {"stress.json"})
+
+
+def test_the_batch_shares_exactly_the_state_of_parameter_independent_nodes(setup):
+    """The batch program's split of the carry (found on the whole compiled step) agrees with
+    the compiler's dependence pass on the expression state: sweeping `fast` alone shares the
+    rings, sums and EMA of everything `fast` does not reach, the bar counter included."""
+    import jax
+    from crowe.compiler.program import to_ir
+    from crowe.compiler.step import StepBuilder, Universe
+    from crowe.runtime.sweep import batched_state
+    policy, panel, engine, _, _ = setup
+    pir = to_ir(policy)
+    low = StepBuilder(pir, Universe.bind(pir, panel.symbols)).low
+    paths = [tuple(getattr(k, "key", getattr(k, "idx", None)) for k in path) for path, _ in
+             jax.tree_util.tree_flatten_with_path(engine.init_carry())[0]]
+    for swept in (["fast"], ["fast", "slow"]):
+        mask = batched_state(engine, swept)
+        x = [(p[2], p[3], m) for p, m in zip(paths, mask) if p[:2] == ("state", "x")]
+        found = {part: sorted({k for q, k, _ in x if q == part} -    # every leaf of it shared
+                              {k for q, k, m in x if q == part and m})
+                 for part in ("ring", "ema", "bad", "sum")}
+        assert found == low.shared_state(swept), swept
+        shared = {p for p, m in zip(paths, mask) if not m}
+        assert ("state", "t") in shared and ("state", "last_close") in shared
+        assert ("state", "cash") not in shared and ("qty",) not in shared
+    assert low.shared_state(["fast"])["ema"] and not low.shared_state(["fast", "slow"])["ema"]
