@@ -8,6 +8,8 @@ written before it is read.
 """
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 
 from crowe.dsl.types import DType
@@ -203,8 +205,14 @@ class _Env:
         if node.stat not in SUMS:
             return ind.rolling(node.stat, buf, self.pos, n)
         key = self.low.key[node]
+        # a window parameter: recompute exactly every `lo` bars, the smallest window of its
+        # range, the same schedule at every value of the parameter (and never rarer than n)
+        every = None
+        if isinstance(node.n, ir.Param):
+            lo = next(p.lo for p in self.low.pir.params if p.name == node.n.name)
+            every = max(1, int(math.ceil(lo)))
         self.sums[key], value = ind.rolling_sums(node.stat, self.sums[key], buf, self.bad[xkey],
-                                                 self.pos, n)
+                                                 self.pos, n, every)
         return value
 
     def lower_Ema(self, node, x, n):
