@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -49,20 +50,25 @@ def run():
     pf = vbt.Portfolio.from_signals(c, entries, exits, init_cash=1e6, freq="1D")
     return pf.total_return().values
 run()                                        # numba compiles
-times = []
+times, cpu = [], []
 for _ in range(int(sys.argv[4])):
-    t0 = time.perf_counter(); r = run(); times.append(time.perf_counter() - t0)
-print(json.dumps({"times": times, "columns": int(r.shape[0]), "version": vbt.__version__}))
+    t0, c0 = time.perf_counter(), time.process_time()
+    r = run()
+    times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
+print(json.dumps({"times": times, "cpu": cpu, "columns": int(r.shape[0]),
+                  "version": vbt.__version__}))
 """
 
 
-def load(quick: bool):
+def load(quick: bool, instruments: int = 0):
     import pandas as pd
     from skfolio.datasets import load_sp500_dataset
     from crowe.runtime.data import align
     prices = load_sp500_dataset()
     if quick:
         prices = prices.iloc[:1000, :4]
+    if instruments:
+        prices = prices.iloc[:, :instruments]
     long = prices.stack().rename("close").reset_index()
     long.columns = ["ts", "symbol", "close"]
     c = long["close"].to_numpy(float)
@@ -75,6 +81,8 @@ def load(quick: bool):
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--instruments", type=int, default=0,
+                   help="only the first K stocks (to time a slow tree on part of the grid)")
     p.add_argument("--vbt-python", default=None,
                    help="a Python with vectorbt installed, to time it on the same grid")
     a = p.parse_args()
@@ -82,7 +90,7 @@ def main() -> None:
     from crowe.runtime import sweep as sw
     fast, slow = (FAST[:2], SLOW[:2]) if a.quick else (FAST, SLOW)
     reps = 1 if a.quick else a.repeat
-    prices, panel = load(a.quick)
+    prices, panel = load(a.quick, a.instruments)
     policy = check_path(str(POLICY)).policy
     engine = sw.Engine.from_policy(policy, [panel.symbols[0]])
     combos = sw.parse_grid([f"fast={','.join(map(str, fast))}",
@@ -90,13 +98,17 @@ def main() -> None:
     runs, T = len(combos) * panel.N, panel.T
     log(f"crowe: {len(combos)} combinations x {panel.N} instruments x {T} bars; first call")
     res, first = timed(sw.sweep_instruments, policy, panel, combos, 1e6)
-    times = [timed(sw.sweep_instruments, policy, panel, combos, 1e6)[1] for _ in range(reps)]
+    times, cpu = [], []
+    for _ in range(reps):
+        c0 = time.process_time()
+        times.append(timed(sw.sweep_instruments, policy, panel, combos, 1e6)[1])
+        cpu.append(time.process_time() - c0)
     med = stats(times)["median"]
     out = {"data": "skfolio 1.12.2 load_sp500_dataset (adjusted closes), real market data",
            "policy": POLICY.name, "instruments": panel.N, "bars": T, "combos": len(combos),
            "runs": runs, "workers": sw.WORKERS, "crowe_first_call_s": first,
            "crowe_s": stats(times), "crowe_combos_per_s": len(combos) / med,
-           "crowe_instrument_bars_per_s": runs * T / med,
+           "crowe_instrument_bars_per_s": runs * T / med, "crowe_cpu_s": stats(cpu),
            "crowe_final_equity_median": float(np.median(res.equity[:, -1]))}
     if a.vbt_python:
         log("vectorbt")
@@ -110,7 +122,8 @@ def main() -> None:
         out.update(vectorbt_version=v["version"], vectorbt_columns=v["columns"],
                    vectorbt_s=stats(v["times"]), vectorbt_combos_per_s=len(combos) / vmed,
                    vectorbt_instrument_bars_per_s=runs * T / vmed,
-                   crowe_over_vectorbt_throughput=vmed / med)
+                   vectorbt_cpu_s=stats(v["cpu"]), crowe_over_vectorbt_throughput=vmed / med,
+                   crowe_over_vectorbt_cpu=stats(v["cpu"])["median"] / stats(cpu)["median"])
     emit("sweep_grid", out, machine_info())
 
 
