@@ -79,11 +79,23 @@ def test_independent_instruments_are_one_instrument_backtests(setup):
     assert result.symbols == ["AAPL", "AAPL", "MSFT", "MSFT"]
     engines = {s: Engine.from_policy(policy, [s]) for s in ("AAPL", "MSFT")}
     runners = {s: make_runner(e) for s, e in engines.items()}
-    for sym, c, eq in zip(result.symbols, result.combos, result.equity):
+    # the grid sweeps `slow` alone: `fast` is one value shared by the batch, and so is the
+    # state that does not depend on `slow` (fast average, rings, marks, bar counter)
+    from crowe.runtime import sweep as sw
+    (_, runner), = sw._RUNNERS.values()
+    assert runner.swept == ("slow",) and not all(runner.mask)
+    from crowe.runtime.engine import panel_bars
+    bars = {k: np.asarray(v)[None] for k, v in panel_bars(sub.select(["MSFT"])).items()}
+    _, rec = runner([runner.engine.params(c) for c in combos[:2]],
+                    [runner.engine.init_carry()] * 2, bars, quiet=START, keep=ALL)
+    for j, (sym, c, eq) in enumerate(zip(result.symbols, result.combos, result.equity)):
         engine = engines[sym]
         single = backtest(engine, sub.select([sym]), engine.params(c), runner=runners[sym],
                           start=START)
         assert same(eq, single.out["equity"]), (sym, c)
+        if sym == "MSFT":      # every record, not only equity
+            bad = [k for k in ALL if not same(rec[k][j - 2][START:], single.out[k])]
+            assert not bad, (sym, c, bad)
     table = result.table()
     assert table.column("symbol").to_pylist() == result.symbols
     assert set(KEYS) <= set(table.column_names)
