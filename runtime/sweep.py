@@ -5,17 +5,24 @@
     result.table()                               # params + every metric, as Arrow
 
 Each combination's decisions are those of the single backtest with its parameters, bit for
-bit (`tests/test_sweep.py`). That is why the batch program maps the backtest's own compiled
-chunk over the batch (`lax.map`) rather than `vmap`ping it: under `vmap` a value that is one
-scalar per run becomes a vector per batch, and XLA's CPU algebraic simplifier rewrites a
-division by a broadcast operand, `a / broadcast(b)`, into `a * broadcast(1 / b)` when `b` has
-one use. The batched graph reaches each division through a fresh one-use reshape of the batched
-scalar, where the single run divides by a scalar that has several uses, so the batched run
-rounds differently (measured on `ts_trend_v1`: weights 1.4e-17 apart at bar 180, then one share
-more in an order, then equity apart by 0.6 at the end; with the simplifier off in both programs,
-`--xla_disable_hlo_passes=algsimp`, the naive `vmap` is bit-identical on `ts_trend_v1` and
-`cs_mom_v1`). Mapping the unbatched
-chunk keeps every member's graph the graph of the single backtest.
+bit (`tests/test_sweep.py`). The batch program `vmap`s the step over the runs (`BatchRunner`):
+the parts of the carry that no swept parameter reaches (`batched_state`: the bar counter, the
+rings and running sums of parameter-independent series, the last marks, ...) stay one copy for
+the whole batch, computed once per bar, so ring writes stay slices rather than scatters; the
+compiler's `dependence` pass says the same of the expression state. Two things keep members
+equal to single runs. Under `vmap` a value that is one scalar per run becomes a vector per
+batch, and XLA's CPU algebraic simplifier rewrites a division by a broadcast operand,
+`a / broadcast(b)`, into `a * broadcast(1 / b)` when `b` has one use; the batched graph
+reaches each division through a fresh one-use reshape of the batched scalar, where the single
+run divides by a scalar that has several uses, so the batched run rounded differently
+(measured on `ts_trend_v1`: weights 1.4e-17 apart at bar 180, then one share more in an order,
+then equity apart by 0.6 at the end; with the simplifier off in both programs the naive `vmap`
+was bit-identical). The batch program's divisions therefore divide by the divisor materialised
+at the result's shape behind an optimisation barrier (`_div_batcher`), which no rewrite
+crosses, and an IEEE division rounds once either way. Second, a `lax.cond` whose predicate a
+swept parameter reaches runs both branches for the whole batch; the running sums' exact
+recompute is scheduled on the window range's smallest value instead of the window, so its
+predicate reads only the bar counter (`stdlib.indicators.rolling_sums`).
 """
 from __future__ import annotations
 
