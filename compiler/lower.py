@@ -8,12 +8,15 @@ written before it is read.
 """
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 
 from crowe.dsl.types import DType
 from crowe.stdlib import indicators as ind
 
 from . import ir
+from .passes.dependence import dependence
 from .passes.rewrite import flat
 from .program import PolicyIR
 
@@ -89,6 +92,25 @@ class Lowering:
             else:
                 self.buffers.pop(k, None)
                 self.rings_of[k] = [r for r in self.rings_of.get(k, []) if r != k]
+
+    def shared_state(self, swept=None) -> dict:
+        """The entries of the expression state (`init_state`) that do not depend on the
+        parameters of `swept` (all parameters when None), by part: the same for every member
+        of a sweep's batch (`passes.dependence`). A ring belongs to the series it holds, the
+        running sums and EMA states to their node."""
+        dep = {self.key[n] for n in dependence(self.pir.roots, swept)}
+        owner = {k: k for k in self.key.values()}
+        owner.update({r: k for k, rs in self.rings_of.items() for r in rs})
+        state = self.init_state()
+        out = {}
+        for part, entries in state.items():
+            keys = []
+            for k in entries:
+                node = k[1:] if part == "ring" and k.startswith("h") and k not in owner else k
+                if owner.get(node, node) not in dep:
+                    keys.append(k)
+            out[part] = sorted(keys)
+        return out
 
     def init_state(self) -> dict:
         shape = lambda node: (self.N,)   # noqa: E731  every buffered series is per instrument
@@ -183,8 +205,14 @@ class _Env:
         if node.stat not in SUMS:
             return ind.rolling(node.stat, buf, self.pos, n)
         key = self.low.key[node]
+        # a window parameter: recompute exactly every `lo` bars, the smallest window of its
+        # range, the same schedule at every value of the parameter (and never rarer than n)
+        every = None
+        if isinstance(node.n, ir.Param):
+            lo = next(p.lo for p in self.low.pir.params if p.name == node.n.name)
+            every = max(1, int(math.ceil(lo)))
         self.sums[key], value = ind.rolling_sums(node.stat, self.sums[key], buf, self.bad[xkey],
-                                                 self.pos, n)
+                                                 self.pos, n, every)
         return value
 
     def lower_Ema(self, node, x, n):

@@ -91,14 +91,18 @@ def _rolling(stat: str, buf, pos, n):
     return (current - mean) / sd   # zscore
 
 
-def rolling_sums(stat: str, sums, buf, last_bad, pos, n):
+def rolling_sums(stat: str, sums, buf, last_bad, pos, n, every=None):
     """``rolling`` in O(N) per bar: running sums of the window about an anchor.
 
     ``sums`` = (s1, s2, k): the sum and the sum of squares of ``x - k`` over the finite values
     among the last n, and the anchor ``k`` [N]. Each bar adds x[t] and removes x[t - n] (the ring
     must hold n + 1 rows or more); every n bars the sums are recomputed exactly from the ring,
     with the anchor moved to the window mean, so rounding never accumulates over more than n
-    updates and the variance never suffers the cancellation of raw sums of squares.
+    updates and the variance never suffers the cancellation of raw sums of squares. ``every``
+    (a Python int, n by default) recomputes every ``every`` bars instead: a window given as a
+    parameter passes the smallest window its range allows (so never rarer than every n bars),
+    so that the schedule is the same for every parameter value and a sweep's batch takes the exact branch only on those bars,
+    for all its members at once (a schedule that read n would run both branches every bar).
     ``last_bad`` is the last bar at which x was missing (-1 initially). NaN while the window
     holds a missing value or fewer than n bars.
     """
@@ -118,7 +122,8 @@ def rolling_sums(stat: str, sums, buf, last_bad, pos, n):
         d = jnp.where(ok, buf - anchor, 0.0)
         return d.sum(0), (d * d).sum(0), anchor
 
-    s1, s2, k = jax.lax.cond(jnp.mod(pos, n) == 0, exact, incremental, None)
+    s1, s2, k = jax.lax.cond(jnp.mod(pos, n if every is None else every) == 0, exact,
+                             incremental, None)
     nf = jnp.asarray(n, buf.dtype)
     mean = k + s1 / nf
     var = jnp.maximum(s2 - s1 * s1 / nf, 0.0) / (nf - 1.0)

@@ -79,11 +79,23 @@ def test_independent_instruments_are_one_instrument_backtests(setup):
     assert result.symbols == ["AAPL", "AAPL", "MSFT", "MSFT"]
     engines = {s: Engine.from_policy(policy, [s]) for s in ("AAPL", "MSFT")}
     runners = {s: make_runner(e) for s, e in engines.items()}
-    for sym, c, eq in zip(result.symbols, result.combos, result.equity):
+    # the grid sweeps `slow` alone: `fast` is one value shared by the batch, and so is the
+    # state that does not depend on `slow` (fast average, rings, marks, bar counter)
+    from crowe.runtime import sweep as sw
+    (_, runner), = sw._RUNNERS.values()
+    assert runner.swept == ("slow",) and not all(runner.mask)
+    from crowe.runtime.engine import panel_bars
+    bars = {k: np.asarray(v)[None] for k, v in panel_bars(sub.select(["MSFT"])).items()}
+    _, rec = runner([runner.engine.params(c) for c in combos[:2]],
+                    [runner.engine.init_carry()] * 2, bars, quiet=START, keep=ALL)
+    for j, (sym, c, eq) in enumerate(zip(result.symbols, result.combos, result.equity)):
         engine = engines[sym]
         single = backtest(engine, sub.select([sym]), engine.params(c), runner=runners[sym],
                           start=START)
         assert same(eq, single.out["equity"]), (sym, c)
+        if sym == "MSFT":      # every record, not only equity
+            bad = [k for k in ALL if not same(rec[k][j - 2][START:], single.out[k])]
+            assert not bad, (sym, c, bad)
     table = result.table()
     assert table.column("symbol").to_pylist() == result.symbols
     assert set(KEYS) <= set(table.column_names)
@@ -255,3 +267,29 @@ def test_crowe_walkforward_and_stress_end_to_end(setup, tmp_path):
     _check_run_json(tmp_path / "wf", "walkforward",
                     {"folds.parquet", "oos_equity.parquet", "walkforward.json"})
     _check_run_json(tmp_path / "st", "stress", {"stress.json"})
+
+
+def test_the_batch_shares_exactly_the_state_of_parameter_independent_nodes(setup):
+    """The batch program's split of the carry (found on the whole compiled step) agrees with
+    the compiler's dependence pass on the expression state: sweeping `fast` alone shares the
+    rings, sums and EMA of everything `fast` does not reach, the bar counter included."""
+    import jax
+    from crowe.compiler.program import to_ir
+    from crowe.compiler.step import StepBuilder, Universe
+    from crowe.runtime.sweep import batched_state
+    policy, panel, engine, _, _ = setup
+    pir = to_ir(policy)
+    low = StepBuilder(pir, Universe.bind(pir, panel.symbols)).low
+    paths = [tuple(getattr(k, "key", getattr(k, "idx", None)) for k in path) for path, _ in
+             jax.tree_util.tree_flatten_with_path(engine.init_carry())[0]]
+    for swept in (["fast"], ["fast", "slow"]):
+        mask = batched_state(engine, swept)
+        x = [(p[2], p[3], m) for p, m in zip(paths, mask) if p[:2] == ("state", "x")]
+        found = {part: sorted({k for q, k, _ in x if q == part} -    # every leaf of it shared
+                              {k for q, k, m in x if q == part and m})
+                 for part in ("ring", "ema", "bad", "sum")}
+        assert found == low.shared_state(swept), swept
+        shared = {p for p, m in zip(paths, mask) if not m}
+        assert ("state", "t") in shared and ("state", "last_close") in shared
+        assert ("state", "cash") not in shared and ("qty",) not in shared
+    assert low.shared_state(["fast"])["ema"] and not low.shared_state(["fast", "slow"])["ema"]
