@@ -1,0 +1,92 @@
+"""`crowe sweep --backend ray`: the grid's batches as Ray tasks on a local Ray of two workers
+give the local backend's Parquet, bit for bit and in the same row order; without Ray the
+backend says how to install it.
+
+One Ray start for the module (it takes seconds). Ray is the `ray` extra, which `./dev` installs
+with the test dependencies; under CI a missing Ray fails the test instead of skipping it."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from crowe.runtime import sweep as sweep_module
+from crowe.runtime.cli import main
+from crowe.runtime.metrics import KEYS
+
+ROOT = Path(__file__).parent.parent
+POLICY = str(ROOT / "policies" / "ts_trend_v1.policy")
+# 4 combinations over 4 instruments and 1,340 bars: two batches of two on the two workers
+ARGS = ["--grid", "fast=10,30", "--grid", "slow=100,150", "--end", "2005-06-30",
+        "--start", "2004-09-01", "--format", "json"]
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    if not HAVE_RAY:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Ray is not installed in CI's test environment: ./dev installs the "
+                        "`ray` extra with the test dependencies (pip install '.[test,ray]')")
+        pytest.skip("Ray is not installed (pip install 'crowe-policy[ray]')")
+    import ray
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def sweep(out: Path, *extra) -> dict:
+    result = CliRunner().invoke(main, ["sweep", POLICY, *ARGS, "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_ray_backend_gives_the_local_backends_parquet_bit_for_bit(ray_local, tmp_path,
+                                                                 monkeypatch):
+    """Every column of sweep.parquet (parameters and every metric) is identical, row for row,
+    and so are the best runs and the overfitting statistics printed."""
+    # The local backend in batches of two, as the two Ray tasks: its compiled program, in JAX's
+    # persistent cache, is the one the workers load instead of compiling it again (that a
+    # member's result does not depend on the batch size is tests/test_sweep.py's).
+    with monkeypatch.context() as m:
+        m.setattr(sweep_module, "MAX_BATCH", 2)
+        local = sweep(tmp_path / "local")
+    distributed = sweep(tmp_path / "ray", "--backend", "ray")
+    a = pq.read_table(tmp_path / "local" / "sweep.parquet")
+    b = pq.read_table(tmp_path / "ray" / "sweep.parquet")
+    assert a.num_rows == 4 and a.column_names == b.column_names
+    assert set(KEYS) <= set(a.column_names)
+    for name in a.column_names:
+        x, y = a.column(name).to_numpy(), b.column(name).to_numpy()
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name     # bits, NaN too
+    assert len(set(a.column("final_equity").to_pylist())) == 4       # the runs differ
+    assert local["best"] == distributed["best"]
+    assert local["overfit"] == distributed["overfit"]
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert run["settings"]["backend"] == "ray"
+
+
+def test_without_ray_the_backend_says_how_to_install_it(tmp_path, monkeypatch):
+    """No traceback: one line naming the extra, before any data loads."""
+    monkeypatch.setitem(sys.modules, "ray", None)      # `import ray` raises ImportError
+    result = CliRunner().invoke(main, ["sweep", POLICY, *ARGS, "--out", str(tmp_path),
+                                       "--backend", "ray"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: `--backend ray` needs Ray, which is not installed: "
+                                     "pip install 'crowe-policy[ray]'")
+
+
+def test_address_needs_the_ray_backend(tmp_path):
+    result = CliRunner().invoke(main, ["sweep", POLICY, *ARGS, "--out", str(tmp_path),
+                                       "--address", "auto"])
+    assert result.exit_code == 2
+    assert "use it with --backend ray" in result.output
