@@ -107,7 +107,7 @@ class Cluster:
 
 # -- in the workers ---------------------------------------------------------------------------
 
-_RUNNERS: dict = {}      # per worker process: (source digest, symbols, cash, batch, per_run) -> built
+_RUNNERS: dict = {}      # per worker process: (digest, symbols, cash, batch, per_run) -> built
 
 
 def _built(source, symbols, cash, batch, per_run_bars):
@@ -138,10 +138,15 @@ def adopt(env: dict[str, str]) -> None:
                 os.environ.pop(k, None)
 
 
-def run_batch(env, source, symbols, cash, batch, per_run_bars, combos, bars, start):
-    """One batch, in a worker: the records of `SERIES` for each of `combos` ([B, T, ...])."""
+def run_batch(env, source, symbols, cash, batch, combos, bars, cols, start):
+    """One batch, in a worker: the records of `SERIES` for each of `combos` ([B, T, ...]),
+    over the panel's `bars`, or with `cols` each run over its own instrument's column."""
     adopt(env)
-    engine, runner = _built(source, symbols, cash, batch, per_run_bars)
+    engine, runner = _built(source, symbols, cash, batch, cols is not None)
+    if cols is not None:                       # as `sweep.sweep_instruments` lays them out
+        T = bars["ts"].shape[0]
+        bars = dict({k: v[:, cols].T[..., None] for k, v in bars.items() if k != "ts"},
+                    ts=np.broadcast_to(bars["ts"], (len(cols), T)))
     params = [full_params(engine, c) for c in combos]
     _, rec = runner(params, [engine.init_carry()] * len(combos), bars, quiet=start)
     return {k: rec[k] for k in SERIES}, toolchain()
@@ -149,7 +154,8 @@ def run_batch(env, source, symbols, cash, batch, per_run_bars, combos, bars, sta
 
 def _digest(source) -> str:
     import hashlib
-    return hashlib.sha256(f"{source[0]}\0{source[1]}".encode("utf-8", "surrogatepass")).hexdigest()
+    text = f"{source[0]}\0{source[1]}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(text).hexdigest()
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -175,7 +181,7 @@ def sweep_ray(policy, panel, combos: list[dict], cash: float, start: int = 0,
         else:
             groups = [(list(panel.symbols), None)]
         pending, plan = [], []
-        bars_ref = None if per_instrument else ray.put(full)
+        bars_ref = ray.put(full)                 # once, shared by every task on a node
         for symbols, members in groups:
             engine = Engine.from_policy(policy, symbols, cash)
             runs = [(s, c) for s in members for c in combos] if members else \
@@ -186,15 +192,9 @@ def sweep_ray(policy, panel, combos: list[dict], cash: float, start: int = 0,
                                 math.ceil(len(runs) / cluster.cpus()))
             for i in range(0, len(runs), size):
                 part = runs[i:i + size]
-                if members:
-                    cols = [panel.symbols.index(s) for s, _ in part]
-                    b = {k: v[:, cols].T[..., None] for k, v in full.items() if k != "ts"}
-                    b["ts"] = np.broadcast_to(full["ts"], (len(part), T))
-                    b = ray.put(b)
-                else:
-                    b = bars_ref
+                cols = [panel.symbols.index(s) for s, _ in part] if members else None
                 pending.append(task.remote(env, source, symbols, cash, size,
-                                           bool(members), [c for _, c in part], b, start))
+                                           [c for _, c in part], bars_ref, cols, start))
                 plan.append(part)
             last_engine = engine
         results = _gather(ray, pending, plan, T, progress)
