@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -105,21 +106,27 @@ def test_address_needs_the_ray_backend(tmp_path):
 
 def test_only_the_ray_backend_imports_ray():
     """Every `crowe` command starts without Ray: `import ray` appears only inside functions of
-    runtime/sweep_ray.py, which only `--backend ray` imports (runtime/research.py)."""
+    runtime/sweep_ray.py, which no module imports at its top."""
     import crowe.compiler
     import crowe.dsl
     import crowe.runtime
     import crowe.stdlib
-    found = []
+    found, lazy = [], []
     for part in (crowe.dsl, crowe.compiler, crowe.runtime, crowe.stdlib):
         folder = Path(part.__file__).resolve().parent
         for path in sorted(folder.rglob("*.py")):
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            if not re.search(r"\b(import|from)\s+(ray\b|\S*sweep_ray)", text):
+                continue
+            tree = ast.parse(text)
             top = {id(n) for n in tree.body}
             for node in ast.walk(tree):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                where = f"{folder.name}/{path.relative_to(folder).as_posix()}"
                 if any(n == "ray" or n.startswith("ray.") for n in names):
-                    where = f"{folder.name}/{path.relative_to(folder).as_posix()}"
                     found.append((where, id(node) in top))
+                elif any(n.endswith("sweep_ray") for n in names):
+                    lazy.append((where, id(node) in top))
     assert found and all(f == ("runtime/sweep_ray.py", False) for f in found), found
+    assert lazy and not any(top for _, top in lazy), lazy
