@@ -256,12 +256,15 @@ _GRID = click.option("--grid", "grid", multiple=True, metavar="NAME=LO:HI:STEP|N
 @click.option("--per-instrument", is_flag=True,
               help="Run each instrument of the data as its own one-instrument universe.")
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Runs shown.")
-@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True,
-              help="Where batches run: this machine.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where batches run: this machine, or Ray tasks (the `ray` extra).")
+@click.option("--address", default=None, metavar="ADDRESS",
+              help="With --backend ray: the Ray cluster to use (e.g. auto, HOST:6379); "
+                   "default: a local Ray on every core, started for the sweep.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument, top,
-          backend, fmt) -> None:
+          backend, address, fmt) -> None:
     """Backtest every combination of the --grid axes in batches through one compiled
     program; write one Parquet row per run with every metric, print the best runs and the
     overfitting statistics (PSR, DSR, PBO)."""
@@ -269,7 +272,7 @@ def sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_ins
     from .run import default_out, usable_out_dir
     out_dir = usable_out_dir(out_dir or str(Path(default_out(policy)) / "sweep"))
     run_sweep(policy, grid, data, start, end, metric, out_dir, cash, equity, per_instrument,
-              top, fmt)
+              top, fmt, backend, address)
 
 
 @main.command()

@@ -65,13 +65,18 @@ def _record(out: Path, kind: str, policy, engine, prep, cash, settings: dict) ->
 
 
 def run_sweep(policy, grid_items, data, start, end, metric, out_dir, cash, equity,
-              per_instrument, top, fmt) -> None:
+              per_instrument, top, fmt, backend="local", address=None) -> None:
     from .engine import Engine
     from .overfit import summary
     from .sweep import best, parse_grid, sweep, sweep_instruments
 
     source_only(policy, "sweep")
     metric = check_metric(metric)
+    if backend == "ray":
+        from .sweep_ray import require
+        require()                                  # before the data loads: is Ray installed?
+    elif address is not None:
+        raise RunError(f"`--address {address}` names a Ray cluster: use it with --backend ray")
     prep = prepare(policy, data, start, end)
     engine = Engine.from_policy(prep.check.policy, prep.panel.symbols, cash)
     combos = parse_grid(grid_items, engine.param_specs)
@@ -81,7 +86,11 @@ def run_sweep(policy, grid_items, data, start, end, metric, out_dir, cash, equit
     with bar:
         task = bar.add_task(what, total=1)
         tick = lambda d, t: bar.update(task, completed=d / max(t, 1))  # noqa: E731
-        if per_instrument:
+        if backend == "ray":
+            from .sweep_ray import sweep_ray
+            result = sweep_ray(prep.check.policy, prep.panel, combos, cash, prep.start,
+                               per_instrument, progress=tick, address=address)
+        elif per_instrument:
             result = sweep_instruments(prep.check.policy, prep.panel, combos, cash, prep.start,
                                        progress=tick)
         else:
@@ -98,7 +107,7 @@ def run_sweep(policy, grid_items, data, start, end, metric, out_dir, cash, equit
     _write_json(out / "overfit.json", stats)
     _record(out, "sweep", policy, engine, prep, cash, {
         "grid": list(grid_items), "metric": metric, "per_instrument": per_instrument,
-        "combinations": len(result.combos)})
+        "combinations": len(result.combos), "backend": backend})
     shown = order[:top]
     if fmt == "json":
         click.echo(json.dumps({
