@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import warnings
 
 from . import cache
@@ -55,6 +56,8 @@ def _pin_flags() -> None:
 
 
 def _backend_started() -> bool:
+    if "jax" not in sys.modules:        # not even imported (and not imported here)
+        return False
     try:
         from jax._src import xla_bridge
         return xla_bridge.backends_are_initialized()

@@ -192,9 +192,8 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
         "ts": _ts(result.ts), "equity": o["equity"], "cash": o["cash"], "gross": o["gross"],
         "net": o["net"], "costs": o["costs"], "borrow": o["borrow"],
         "traded_notional": o["traded_notional"], "tail_loss": o["tail_loss"],
-        "trading_state": pa.array([STATES[int(s)] for s in o["trading_state"]]),
-        "portfolio_reasons": pa.array([_names(int(r), flag_names) for r in
-                                       o["portfolio_reasons"]], pa.list_(pa.string())),
+        "trading_state": _decoded(o["trading_state"], lambda s: STATES[s], pa.string()),
+        "portfolio_reasons": _reason_lists(o["portfolio_reasons"], flag_names),
     })
     for key in sorted(k for k in o if k.startswith(DETECTOR)):   # e.g. `regime.prob`
         equity = equity.append_column(key[len(DETECTOR):], pa.array(o[key]))
@@ -209,8 +208,8 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
     fills = _long(result, {"qty": o["fill_qty"], "price": o["fill_price"], "cost": o["fill_cost"]},
                   o["fill_qty"] != 0)
     reasons = _long(result, {"flags": o["reasons"]}, o["reasons"] != 0)
-    names = [_names(int(f), flag_names) for f in reasons.column("flags").to_numpy()]
-    reasons = reasons.append_column("reasons", pa.array(names, pa.list_(pa.string())))
+    reasons = reasons.append_column(
+        "reasons", _reason_lists(reasons.column("flags").to_numpy(), flag_names))
     cols = tca_columns(o)
     tca = pa.table({"ts": _ts(result.ts[cols.pop("row")]),
                     "symbol": pa.array(np.asarray(result.symbols, object)[cols.pop("instrument")],
@@ -278,6 +277,23 @@ def tca_metrics(cols: dict) -> dict:
 
 def _names(flags: int, names: tuple[str, ...]) -> list[str]:
     return [n for i, n in enumerate(names) if flags >> i & 1]
+
+
+def _decoded(codes: np.ndarray, decode, type_: pa.DataType) -> pa.Array:
+    """`[decode(c) for c in codes]` as an Arrow array, decoding each distinct code once: a
+    dictionary of the distinct values, taken by each row's index into it (a backtest has
+    millions of rows and a few dozen distinct reason words)."""
+    codes = np.asarray(codes)
+    if codes.size == 0:
+        return pa.array([], type_)
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    values = pa.array([decode(int(c)) for c in uniq], type_)
+    return values.take(pa.array(inverse.reshape(-1).astype(np.int32)))
+
+
+def _reason_lists(flags: np.ndarray, names: tuple[str, ...]) -> pa.Array:
+    """Each reason word as the list of the flags it sets (bit i is `names[i]`)."""
+    return _decoded(flags, lambda f: _names(f, names), pa.list_(pa.string()))
 
 
 def write_results(result: BacktestResult, out_dir: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import numpy as np
 
 NAME = "checkpoint.npz"
@@ -37,6 +36,7 @@ class Meta:
 
 
 def _leaves(tree) -> dict[str, np.ndarray]:
+    import jax                  # here, not at the top: `crowe journal verify` needs no JAX
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
 
@@ -112,6 +112,7 @@ def load(state_dir: Path, template) -> tuple[object, Meta] | None:
     if not path.exists():
         return None
     data, meta = _read(path)
+    import jax
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     leaves = []
     for p, leaf in flat:

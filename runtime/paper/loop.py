@@ -41,6 +41,7 @@ from ..engine import Engine
 from . import checkpoint as ck
 from .control import (OVERRIDES, log_event, read_control, read_status, write_control,
                       write_status)
+from .errors import Halted, PaperError
 from .feed import Bar, Refused
 from .journal import (GENESIS, Journal, JournalWriteError, check_chain, decision_digest,
                       finite, record_hash)
@@ -48,14 +49,6 @@ from .journal import (GENESIS, Journal, JournalWriteError, check_chain, decision
 STATE_NAMES = STATES
 # a bar dated more than this ahead of the wall clock is refused (a clock or feed error)
 MAX_AHEAD_NS = 86_400 * 10**9
-
-
-class PaperError(Exception):
-    """The paper runtime cannot go on safely; the message says why and what to do."""
-
-
-class Halted(PaperError):
-    """Trading halted because a record could not be written."""
 
 
 @dataclass
