@@ -137,7 +137,15 @@ def backtest_program(runner, params, carry, bars):
         host = {k: np.asarray(v) for k, v in bars.items()}
         piece = {k: _pad(v[:size], size) for k, v in host.items()}
         n = min(size, len(host["ts"]))
-        return runner.chunk, (params, _strong(carry), piece, np.int32(n))
+        args = (params, _strong(carry), piece, np.int32(n))
+        if hasattr(runner, "_run"):     # the record buffers are an argument (donated)
+            import jax.numpy as jnp
+            one = {k: v[0] for k, v in piece.items()}
+            shapes = jax.eval_shape(runner.engine.bar_update, params, carry, one)[1]
+            outs = jax.tree_util.tree_map(lambda s: jnp.zeros((size,) + s.shape, s.dtype),
+                                          shapes)
+            args += (np.int32(0), outs)
+        return runner.chunk, args
     return runner, (params, carry, bars)
 
 
