@@ -200,7 +200,7 @@ def main() -> None:
         n = 50 if args.quick else 500
         common.emit("backtest_end_to_end", {
             "policy": "policies/cs_mom_v1.policy", "quick": args.quick, "seed": args.seed,
-            **end_to_end(n, sizes, 2 if args.quick else 5, args.seed)}, info)
+            **end_to_end(n, sizes, 2 if args.quick else 3, args.seed)}, info)
         return
     sizes = [(50, 300), (20, 300)] if args.quick else [(500, 5000), (100, 5000)]
     repeats = 3 if args.quick else 7

@@ -21,8 +21,9 @@ if str(BENCH) not in sys.path:
 
 T_START = time.perf_counter()
 
-# The project may pin XLA code-generation flags when `crowe.compiler` is imported; that only
-# works before JAX starts its backend, so import it first, as the command-line tools do.
+# The project pins XLA code-generation flags (and the persistent cache) when `crowe.compiler`
+# is imported; that only works before JAX starts its backend, so import it first, as the
+# command-line tools do.
 try:
     import crowe.compiler  # noqa: E402,F401
 except ImportError:

@@ -1,26 +1,24 @@
-"""How XLA generates float code for every compiled policy, and why nothing is pinned.
+"""How XLA generates float code for every compiled policy: the same way in any context.
 
 XLA on CPU fuses the operations of one bar differently when the bar is a loop body and when it
 is a function of its own, and the float code it emits depends on the fusion: a multiply feeding
 an add becomes one FMA (one rounding) inside a fusion and two roundings across fusions; a sum
-runs in SIMD lanes (pairwise) in one kernel and in index order in another. Two *different*
-programs of the same bar can then give decisions that differ in the last bits.
+runs in SIMD lanes (pairwise) in one kernel and in index order in another. Two different
+programs of the same bar can then give decisions that differ in the last bits. With scalar
+float code and no FMA every operation rounds once, in program order, however it is fused.
 
-The runtime never relies on two different programs agreeing: the backtest and paper trading
-run one executable (`crowe.runtime.backtest.Runner.chunk`, a loop with a runtime trip count),
-an artifact's exported step is the same StableHLO as the source's step, and a sweep member
-re-run alone gives the sweep's decisions (`tests/test_sweep.py`). So XLA's own float code is
-used, SIMD and FMA included. Scalar float code without FMA
-(`XLA_FLAGS="--xla_cpu_prefer_vector_width=64 --xla_cpu_max_isa=AVX"`, pinned here before)
-made every program agree with every other but cost about 1.5-1.8x on every kernel; the parity
-tests (backtest vs paper vs artifact bit for bit, sweep members vs single backtests) pass
-without it. An artifact records the `XLA_FLAGS` it was exported under and is refused by a
-runtime with others (`crowe.compiler.artifact.verify.check_toolchain`): that is the part of
-code generation that reproducibility needs, and it is kept.
+What relies on it (measured with XLA's own float code, SIMD and FMA, instead): the backtest
+and paper trading run one executable (`crowe.runtime.backtest.Runner.chunk`), and they, the
+artifact's exported step and the sweep members against single backtests all still agree bit
+for bit without the pin; but `jax.jit(bar_update)` called bar by bar no longer matches the
+backtest's loop for 6 of the 7 example policies
+(`tests/test_examples_backtest.py::test_bar_by_bar_is_the_scan_bit_for_bit`), nor are two
+chunk sizes guaranteed to agree. So the pin stays, at its price: about 1.5x on the backtest
+(2.2 against 1.4 M instrument-bars per CPU second at N = 500 on the 2-core benchmark machine).
 
-`pin()` is called when `crowe.compiler` is imported: it turns on the persistent compilation
-cache (`cache`), whose keys include `XLA_FLAGS`, and adds `flags()` (none by default) to them
-before JAX starts.
+The flags are read once, when JAX creates its CPU client, so they are set when `crowe.compiler`
+is imported, before anything is compiled, and so is the persistent compilation cache (`cache`).
+A flag the user set explicitly is left alone; neither step imports JAX.
 """
 from __future__ import annotations
 
@@ -35,18 +33,10 @@ VECTOR = "--xla_cpu_prefer_vector_width=64"      # one float64 per vector: sums 
 NO_FMA = "--xla_cpu_max_isa=AVX"                 # x86: FMA3 and AVX2 come after AVX
 
 
-def scalar_flags() -> tuple[str, ...]:
-    """The XLA flags of scalar float code without FMA on this machine (not pinned: see the
-    module docstring; set them in `XLA_FLAGS` to compare two different programs bit for
-    bit)."""
+def flags() -> tuple[str, ...]:
+    """The XLA flags that fix float code generation on this machine."""
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
     return (VECTOR, NO_FMA) if x86 else (VECTOR,)
-
-
-def flags() -> tuple[str, ...]:
-    """The XLA flags that `pin` adds: none, since one executable serves the backtest and
-    paper trading."""
-    return ()
 
 
 def pin() -> None:
