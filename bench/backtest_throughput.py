@@ -9,10 +9,26 @@ are waited for with `block_until_ready`), and instrument-bars per second = N*T /
 
     python bench/backtest_throughput.py            # N = 500 and 100, T = 5000
     python bench/backtest_throughput.py --quick    # N = 50 and 20, T = 300
+    python bench/backtest_throughput.py --e2e      # `crowe backtest` end to end, N = 500
+
+With ``--e2e`` it measures the command instead: synthetic bars written as sorted Parquet files
+(N = 500, T = 5000 and T = 1000), `crowe backtest FILE --format json` run in fresh processes
+(the first one fills a private JAX persistent cache, the repeats reuse it, as a user's second
+run does), wall time and the children's CPU time (user + system) of each, and the marginal
+throughput (5000 - 1000) * N / (median time at 5000 - median time at 1000), which leaves out
+the fixed start-up (interpreter, imports, policy check). Then the phases of one run
+in-process: load the Parquet file, bind the engine, simulate (first call and a second),
+build the result tables and write them.
 """
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import common
 from common import POLICIES, log
@@ -82,9 +98,110 @@ def measure(n: int, t: int, repeats: int, seed: int) -> dict:
     }
 
 
+E2E_TARGET = 3e6   # marginal instrument-bars per second of `crowe backtest` at N = 500
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _phase(fn, *args, **kw):
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn(*args, **kw)
+    return out, {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+
+
+def end_to_end(n: int, sizes, repeats: int, seed: int) -> dict:
+    from crowe.runtime.data import write_bars
+    from synthetic import make_bars
+    work = Path(tempfile.mkdtemp(prefix="crowe-e2e-"))
+    files = {}
+    for t in sizes:
+        log(f"e2e: writing N={n} T={t} as sorted Parquet")
+        files[t] = work / f"bars_{n}x{t}.parquet"
+        write_bars(files[t], **make_bars(n, t, seed))
+    env = dict(os.environ, CROWE_CACHE_DIR=str(work / "cache"))
+    exe = str(Path(sys.executable).with_name("crowe"))
+    policy = str(POLICIES / "cs_mom_v1.policy")
+
+    def run(t):
+        cmd = [exe, "backtest", policy, "--data", str(files[t]), "--out", str(work / f"out{t}"),
+               "--format", "json"]
+        c0, t0 = _children_cpu(), time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
+        if done.returncode:
+            raise SystemExit(f"crowe backtest failed: {done.stderr[-2000:]}")
+        return wall, cpu
+    cold = {}
+    for t in sizes:
+        wall, cpu = run(t)
+        cold[t] = {"wall_s": wall, "cpu_s": cpu}
+        log(f"e2e: T={t} first run (fills the cache) {wall:.2f} s wall, {cpu:.2f} s CPU")
+    walls = {t: [] for t in sizes}
+    cpus = {t: [] for t in sizes}
+    for i in range(repeats):
+        for t in sizes:
+            wall, cpu = run(t)
+            walls[t].append(wall)
+            cpus[t].append(cpu)
+            log(f"e2e: T={t} run {i + 1}/{repeats} {wall:.2f} s wall, {cpu:.2f} s CPU")
+    big, small = max(sizes), min(sizes)
+    med_w = {t: common.stats(walls[t])["median"] for t in sizes}
+    med_c = {t: common.stats(cpus[t])["median"] for t in sizes}
+    marginal = n * (big - small) / (med_w[big] - med_w[small])
+    marginal_cpu = n * (big - small) / (med_c[big] - med_c[small])
+
+    log("e2e: phases of one run in-process (T=%d)" % big)
+    phases = in_process_phases(files[big], env["CROWE_CACHE_DIR"], work / "out_phases")
+    return {
+        "N": n, "T": list(sizes), "command": "crowe backtest cs_mom_v1.policy --data FILE "
+        "--format json (fresh process, warm persistent cache)",
+        "first_run_cold_cache": {str(t): cold[t] for t in sizes},
+        "wall_s": {str(t): common.stats(walls[t]) for t in sizes},
+        "cpu_s": {str(t): common.stats(cpus[t]) for t in sizes},
+        "wall_samples_s": {str(t): walls[t] for t in sizes},
+        "cpu_samples_s": {str(t): cpus[t] for t in sizes},
+        "marginal_instrument_bars_per_s": marginal,
+        "marginal_instrument_bars_per_s_cpu": marginal_cpu,
+        "target_marginal_instrument_bars_per_s": E2E_TARGET,
+        "target_met": marginal >= E2E_TARGET,
+        "phases_in_process": phases,
+    }
+
+
+def in_process_phases(path, cache_dir: str, out_dir) -> dict:
+    """Each phase of `crowe backtest` timed on its own (wall and CPU), in this process."""
+    from crowe.runtime.backtest import backtest, result_tables, write_results
+    from crowe.runtime.data import load_bars
+    from crowe.runtime.engine import Engine
+    from crowe.dsl.policy import check_path
+    out = {}
+    (panel, _), out["load_bars"] = _phase(load_bars, str(path))
+    res = check_path(str(POLICIES / "cs_mom_v1.policy"))
+    engine, out["engine"] = _phase(Engine.from_policy, res.policy, panel.symbols)
+    result, out["backtest_first_call"] = _phase(backtest, engine, panel)
+    result, out["backtest_second_call"] = _phase(backtest, engine, panel)
+    _, out["result_tables"] = _phase(result_tables, result)
+    _, out["write_results"] = _phase(write_results, result, str(out_dir))
+    for k, v in out.items():
+        log(f"  {k:22s} {v['wall_s']:6.3f} s wall {v['cpu_s']:6.3f} s CPU")
+    return out
+
+
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--e2e", action="store_true", help="measure `crowe backtest` end to end")
+    args = p.parse_args()
     info = common.machine_info()
+    if args.e2e:
+        sizes = (300, 100) if args.quick else (5000, 1000)
+        n = 50 if args.quick else 500
+        common.emit("backtest_end_to_end", {
+            "policy": "policies/cs_mom_v1.policy", "quick": args.quick, "seed": args.seed,
+            **end_to_end(n, sizes, 2 if args.quick else 3, args.seed)}, info)
+        return
     sizes = [(50, 300), (20, 300)] if args.quick else [(500, 5000), (100, 5000)]
     repeats = 3 if args.quick else 7
     results = [measure(n, t, repeats, args.seed) for n, t in sizes]

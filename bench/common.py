@@ -21,8 +21,9 @@ if str(BENCH) not in sys.path:
 
 T_START = time.perf_counter()
 
-# The project may pin XLA code-generation flags when `crowe.compiler` is imported; that only
-# works before JAX starts its backend, so import it first, as the command-line tools do.
+# The project pins XLA code-generation flags (and the persistent cache) when `crowe.compiler`
+# is imported; that only works before JAX starts its backend, so import it first, as the
+# command-line tools do.
 try:
     import crowe.compiler  # noqa: E402,F401
 except ImportError:
@@ -137,7 +138,15 @@ def backtest_program(runner, params, carry, bars):
         host = {k: np.asarray(v) for k, v in bars.items()}
         piece = {k: _pad(v[:size], size) for k, v in host.items()}
         n = min(size, len(host["ts"]))
-        return runner.chunk, (params, _strong(carry), piece, np.int32(n))
+        args = (params, _strong(carry), piece, np.int32(n))
+        if hasattr(runner, "_run"):     # the record buffers are an argument (donated)
+            import jax.numpy as jnp
+            one = {k: v[0] for k, v in piece.items()}
+            shapes = jax.eval_shape(runner.engine.bar_update, params, carry, one)[1]
+            outs = jax.tree_util.tree_map(lambda s: jnp.zeros((size,) + s.shape, s.dtype),
+                                          shapes)
+            args += (np.int32(0), outs)
+        return runner.chunk, args
     return runner, (params, carry, bars)
 
 

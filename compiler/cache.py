@@ -17,11 +17,16 @@ A directory that cannot be created or written leaves the cache off, without fail
 A cache that the user configured for JAX directly (`JAX_COMPILATION_CACHE_DIR`) is left alone.
 
 Like the XLA flags, this is set when `crowe.compiler` is imported, before anything compiles
-(the checker never imports `crowe.compiler`, nor JAX).
+(the checker never imports `crowe.compiler`, nor JAX). Importing `crowe.compiler` does not
+import JAX either (commands such as `crowe trust` or `crowe journal verify` never need it):
+when JAX is not loaded yet the settings go to the environment variables that JAX reads when it
+is imported (`JAX_COMPILATION_CACHE_DIR` and the two thresholds), so processes started from
+this one inherit the same cache.
 """
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -56,17 +61,27 @@ def usable(path: Path) -> bool:
         return False
 
 
-def enable() -> Path | None:
-    """Turn the persistent cache on, in `directory()`; the directory used, or None."""
-    import jax
+SETTINGS = (("jax_compilation_cache_dir", None),
+            ("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS),
+            ("jax_persistent_cache_min_entry_size_bytes", MIN_ENTRY_BYTES))
 
-    own = jax.config.jax_compilation_cache_dir  # JAX_COMPILATION_CACHE_DIR: the user's choice
+
+def enable() -> Path | None:
+    """Turn the persistent cache on, in `directory()`; the directory used, or None. Does not
+    import JAX: before JAX is loaded the settings are left in the environment for it."""
+    jax = sys.modules.get("jax")
+    # JAX_COMPILATION_CACHE_DIR (or the config set in code): the user's choice
+    own = jax.config.jax_compilation_cache_dir if jax is not None else \
+        os.environ.get("JAX_COMPILATION_CACHE_DIR")
     if own:
         return Path(own)
     path = directory()
     if path is None or not usable(path):
         return None
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", MIN_ENTRY_BYTES)
+    for name, value in SETTINGS:
+        value = str(path) if value is None else value
+        if jax is not None:
+            jax.config.update(name, value)
+        else:
+            os.environ[name.upper()] = str(value)
     return path

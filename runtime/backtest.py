@@ -71,13 +71,14 @@ class Runner:
     def __init__(self, engine: Engine, size: int = CHUNK) -> None:
         self.engine, self.size = engine, size
 
-        def chunk(params, carry, bars, n, quiet=0):
-            def one(b):
-                return engine.bar_update(params, carry, b)[1]
-            first = jax.tree_util.tree_map(lambda a: a[0], bars)
-            shapes = jax.eval_shape(one, first)
-            outs = jax.tree_util.tree_map(lambda s: jnp.zeros((size,) + s.shape, s.dtype),
-                                          shapes)
+        def chunk(params, carry, bars, n, quiet=0, outs=None):
+            if outs is None:            # callers outside this class (the sweep's batch program)
+                def one(b):
+                    return engine.bar_update(params, carry, b)[1]
+                first = jax.tree_util.tree_map(lambda a: a[0], bars)
+                shapes = jax.eval_shape(one, first)
+                outs = jax.tree_util.tree_map(lambda s: jnp.zeros((size,) + s.shape, s.dtype),
+                                              shapes)
 
             def body(state):
                 i, c, o = state
@@ -95,12 +96,35 @@ class Runner:
                                                 (jnp.asarray(0, jnp.int32), carry, outs))
             return carry, outs
 
-        self.chunk = jax.jit(chunk)
+        # The carry and the record buffers are donated: XLA updates the state (ring buffers
+        # included) and writes the records in place, instead of copying the state and
+        # zero-filling `size` rows of every record at each call (what dominates a call with
+        # one bar). Rows at and after `n` are left as they were; only rows below `n` are read.
+        # Inside another jit (the sweep's batch program) donation does not apply.
+        self.chunk = jax.jit(chunk, donate_argnums=(1, 5))
+        self._outs = None             # the record buffers, passed back in at each call
+        self._piece = None            # one_bar's input chunk, kept on the device
+        # Data movement only (no arithmetic, so no effect on any decision): one bar written
+        # into row 0 of the device chunk, as one call
+        self._put = jax.jit(lambda piece, bar: jax.tree_util.tree_map(
+            lambda p, b: p.at[0].set(b), piece, bar), donate_argnums=0)
+
+    def _run(self, params, carry, piece, n, quiet):
+        if self._outs is None:
+            one = jax.tree_util.tree_map(lambda a: a[0], piece)
+            shapes = jax.eval_shape(self.engine.bar_update, params, carry, one)[1]
+            self._outs = jax.tree_util.tree_map(
+                lambda s: jnp.zeros((self.size,) + s.shape, s.dtype), shapes)
+        outs, self._outs = self._outs, None     # donated: gone until the call returns them
+        carry, outs = self.chunk(params, carry, piece, n, quiet, outs)
+        self._outs = outs
+        return carry, outs
 
     def __call__(self, params, carry, bars, progress=None, quiet: int = 0):
         """Simulate every bar of `bars` (leading axis T); returns (carry, numpy records). The
-        orders decided at the first `quiet` bars are not sent (warm-up)."""
-        carry = _strong(carry)
+        orders decided at the first `quiet` bars are not sent (warm-up). `carry` is left as it
+        was (the compiled chunk updates a copy of it in place)."""
+        carry = _owned(carry)
         bars = {k: np.asarray(v) for k, v in bars.items()}
         T = int(bars["ts"].shape[0])
         pieces = []
@@ -108,8 +132,9 @@ class Runner:
             n = min(self.size, T - start)
             piece = {k: _pad(v[start:start + n], self.size) for k, v in bars.items()}
             hold = np.int32(min(max(quiet - start, 0), n))
-            carry, out = self.chunk(params, carry, piece, np.int32(n), hold)
-            pieces.append({k: np.asarray(v)[:n] for k, v in out.items()})
+            carry, out = self._run(params, carry, piece, np.int32(n), hold)
+            # copied: the buffers are written again by the next call
+            pieces.append({k: np.array(np.asarray(v)[:n]) for k, v in out.items()})
             if progress is not None:
                 progress(start + n, T)
         if not pieces:
@@ -117,10 +142,16 @@ class Runner:
         return carry, {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
     def one_bar(self, params, carry, bar):
-        """One bar (no time axis): the same executable with a trip count of one."""
-        piece = {k: _pad(np.asarray(v)[None], self.size) for k, v in bar.items()}
-        carry, out = self.chunk(params, _strong(carry), piece, np.int32(1), np.int32(0))
-        return carry, {k: np.asarray(v)[0] for k, v in out.items()}
+        """One bar (no time axis): the same executable with a trip count of one. The carry
+        passed in is consumed (donated): use the one returned."""
+        bar = {k: np.asarray(v) for k, v in bar.items()}
+        if self._piece is None:
+            self._piece = {k: jnp.zeros((self.size,) + v.shape, v.dtype) for k, v in bar.items()}
+        self._piece = self._put(self._piece, bar)
+        carry, out = self._run(params, _own_leaves(carry), self._piece, np.int32(1),
+                               np.int32(0))
+        # row 0 of each record, copied (on the CPU `np.asarray` of a buffer is a view of it)
+        return carry, {k: np.asarray(v)[0].copy() for k, v in out.items()}
 
 
 def _strong(tree):
@@ -128,6 +159,29 @@ def _strong(tree):
     output is not), so that the first and later chunks share one compiled program."""
     return jax.tree_util.tree_map(
         lambda a: jnp.asarray(np.asarray(a)) if getattr(a, "weak_type", False) else a, tree)
+
+
+def _own_leaves(tree):
+    """`tree` strongly typed (as `_strong`), with every device array that appears in it more
+    than once copied, so that each leaf of a donated argument is a buffer of its own."""
+    seen = set()
+
+    def own(a):
+        aval = getattr(a, "aval", None)     # a device array (faster than isinstance)
+        if aval is not None:
+            if aval.weak_type:
+                return jnp.asarray(np.asarray(a))
+            if id(a) in seen:
+                return jnp.copy(a)
+            seen.add(id(a))
+        return a
+    return jax.tree_util.tree_map(own, tree)
+
+
+def _owned(tree):
+    """A device copy of `tree`, strongly typed, that the caller does not hold: donated to the
+    first chunk."""
+    return jax.tree_util.tree_map(lambda a: jnp.array(np.asarray(a)), tree)
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
@@ -138,8 +192,13 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
 
 
 def make_runner(engine: Engine, size: int = CHUNK) -> Runner:
-    """The compiled simulation of `engine`: `run(params, carry, bars) -> (carry, records)`."""
-    return Runner(engine, size)
+    """The compiled simulation of `engine`: `run(params, carry, bars) -> (carry, records)`.
+    One per engine and size, so that the backtests and paper runs of an engine in one process
+    share its compiled program."""
+    runners = engine.__dict__.setdefault("_runners", {})
+    if size not in runners:
+        runners[size] = Runner(engine, size)
+    return runners[size]
 
 
 def make_bar_runner(engine: Engine, runner: Runner | None = None):
@@ -192,9 +251,8 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
         "ts": _ts(result.ts), "equity": o["equity"], "cash": o["cash"], "gross": o["gross"],
         "net": o["net"], "costs": o["costs"], "borrow": o["borrow"],
         "traded_notional": o["traded_notional"], "tail_loss": o["tail_loss"],
-        "trading_state": pa.array([STATES[int(s)] for s in o["trading_state"]]),
-        "portfolio_reasons": pa.array([_names(int(r), flag_names) for r in
-                                       o["portfolio_reasons"]], pa.list_(pa.string())),
+        "trading_state": _decoded(o["trading_state"], lambda s: STATES[s], pa.string()),
+        "portfolio_reasons": _reason_lists(o["portfolio_reasons"], flag_names),
     })
     for key in sorted(k for k in o if k.startswith(DETECTOR)):   # e.g. `regime.prob`
         equity = equity.append_column(key[len(DETECTOR):], pa.array(o[key]))
@@ -209,8 +267,8 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
     fills = _long(result, {"qty": o["fill_qty"], "price": o["fill_price"], "cost": o["fill_cost"]},
                   o["fill_qty"] != 0)
     reasons = _long(result, {"flags": o["reasons"]}, o["reasons"] != 0)
-    names = [_names(int(f), flag_names) for f in reasons.column("flags").to_numpy()]
-    reasons = reasons.append_column("reasons", pa.array(names, pa.list_(pa.string())))
+    reasons = reasons.append_column(
+        "reasons", _reason_lists(reasons.column("flags").to_numpy(), flag_names))
     cols = tca_columns(o)
     tca = pa.table({"ts": _ts(result.ts[cols.pop("row")]),
                     "symbol": pa.array(np.asarray(result.symbols, object)[cols.pop("instrument")],
@@ -278,6 +336,23 @@ def tca_metrics(cols: dict) -> dict:
 
 def _names(flags: int, names: tuple[str, ...]) -> list[str]:
     return [n for i, n in enumerate(names) if flags >> i & 1]
+
+
+def _decoded(codes: np.ndarray, decode, type_: pa.DataType) -> pa.Array:
+    """`[decode(c) for c in codes]` as an Arrow array, decoding each distinct code once: a
+    dictionary of the distinct values, taken by each row's index into it (a backtest has
+    millions of rows and a few dozen distinct reason words)."""
+    codes = np.asarray(codes)
+    if codes.size == 0:
+        return pa.array([], type_)
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    values = pa.array([decode(int(c)) for c in uniq], type_)
+    return values.take(pa.array(inverse.reshape(-1).astype(np.int32)))
+
+
+def _reason_lists(flags: np.ndarray, names: tuple[str, ...]) -> pa.Array:
+    """Each reason word as the list of the flags it sets (bit i is `names[i]`)."""
+    return _decoded(flags, lambda f: _names(f, names), pa.list_(pa.string()))
 
 
 def write_results(result: BacktestResult, out_dir: str) -> dict[str, str]:

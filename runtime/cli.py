@@ -6,34 +6,20 @@ unusable file, usage error). A user never sees a traceback: a :class:`UserError`
 exit 2. An artifact that is refused (:class:`~crowe.runtime.verify.ArtifactError`) prints its
 one-line reason and exits with the error's own code: 1 when the artifact was examined and fails
 verification, 2 when it could not be examined at all. Add a command with ``@main.command()`` or a group with ``@main.group()``; raise
-:class:`UserError` (or an error listed in ``USER_ERRORS``) for anything the user can fix.
+:class:`UserError` (or an error listed in ``USER_ERROR_NAMES``) for anything the user can fix.
 """
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import click
 
-from crowe.compiler.artifact.keys import KeyFileError
 from crowe.compiler.artifact.signatures import ROLES, TRUST_ROLES
-from crowe.compiler.artifact.trust import TrustStoreError
-from crowe.compiler.artifact.verify import STAGES, ArtifactError
+from crowe.compiler.artifact.verify import STAGES
 from crowe.dsl.quantity import QuantityError, check_ascii_digits
-
-from .data import DataError, load_bars
-from .engine import ParamError
-from .htmlreport import ReportError
-from .paper.checkpoint import CheckpointError
-from .paper.commands import FeedSpecError
-from .paper.journal import JournalError
-from .paper.loop import PaperError
-from .quantity_cli import DurationError
-from .run import RunError
-from .sweep import GridError
-from .stress import StressError
-from .walkforward import WalkForwardError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
@@ -42,11 +28,30 @@ class UserError(Exception):
     """Something the user can fix; the message is shown as ``error: <message>``."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, DataError, RunError, ParamError,
-                                            KeyFileError, TrustStoreError, PaperError,
-                                            JournalError, CheckpointError, FeedSpecError,
-                                            DurationError, ReportError, GridError,
-                                            WalkForwardError, StressError)
+# The errors a user can fix, by module: each is recognised once its module is loaded (an error
+# of a module that was never imported cannot have been raised), so that a command imports only
+# what it runs: `crowe --help`, `crowe trust`, `crowe journal verify` start without JAX.
+USER_ERROR_NAMES: tuple[tuple[str, str], ...] = (
+    ("crowe.runtime.data", "DataError"), ("crowe.runtime.run", "RunError"),
+    ("crowe.runtime.engine", "ParamError"), ("crowe.compiler.artifact.keys", "KeyFileError"),
+    ("crowe.compiler.artifact.trust", "TrustStoreError"),
+    ("crowe.runtime.paper.errors", "PaperError"), ("crowe.runtime.paper.journal", "JournalError"),
+    ("crowe.runtime.paper.checkpoint", "CheckpointError"),
+    ("crowe.runtime.paper.commands", "FeedSpecError"),
+    ("crowe.runtime.quantity_cli", "DurationError"), ("crowe.runtime.htmlreport", "ReportError"),
+    ("crowe.runtime.sweep", "GridError"), ("crowe.runtime.walkforward", "WalkForwardError"),
+    ("crowe.runtime.stress", "StressError"))
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """`UserError` and every error of `USER_ERROR_NAMES` whose module is loaded."""
+    found = [getattr(sys.modules[m], name) for m, name in USER_ERROR_NAMES if m in sys.modules]
+    return (UserError, *found)
+
+
+def _artifact_error() -> type[Exception] | None:
+    module = sys.modules.get("crowe.compiler.artifact.verify")
+    return getattr(module, "ArtifactError", None)
 
 
 class _Guarded(click.Group):
@@ -58,11 +63,12 @@ class _Guarded(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
                 BrokenPipeError):
             raise
-        except ArtifactError as e:
-            _fail(str(e), e.exit_code)
-        except USER_ERRORS as e:
-            _fail(str(e))
         except Exception as e:  # noqa: BLE001 - the guard exists to catch everything else
+            refused = _artifact_error()
+            if refused is not None and isinstance(e, refused):
+                _fail(str(e), e.exit_code)
+            if isinstance(e, user_errors()):
+                _fail(str(e))
             _fail(f"internal error: {e or type(e).__name__}")
 
 
@@ -95,6 +101,7 @@ def data_check(path: str, fmt: str) -> None:
     Exits 0 when the file loads with no issues, 1 when it loads with issues, 2 when it cannot
     be used.
     """
+    from .data import load_bars
     _, report = load_bars(path)
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -134,6 +141,7 @@ def data_import(src, out, layout, ts_col, symbol_col, open_col, high_col, low_co
                 volume_col, adj_close_col, name, tz, ts_format, adjust, force, fmt) -> None:
     """Import the CSV or Parquet file SRC as a bar file, then check it as `crowe data check`
     does (exit 0 clean, 1 written with issues, 2 not written)."""
+    from .data import load_bars
     from .dataimport import import_bars
     columns = {"ts": ts_col, "symbol": symbol_col, "open": open_col, "high": high_col,
                "low": low_col, "close": close_col, "volume": volume_col,

@@ -443,9 +443,15 @@ def _align(table: pa.Table, rows: np.ndarray, universe: Sequence[str] | None = N
     ci = _codes(strings, symbols)[pos]
     r = _Rows(rows, ts, ts_ok, strings, _iso_unit(times))
     x = {name: _floats(table[name])[pos] for name in FIELDS}
-    found = [_missing(r, placed), _unsorted(r, pos, ti, ci, times)]
+    ordered = _strictly_ordered(ti, ci, len(times), len(symbols))
+    # a file sorted by (ts, symbol) or (symbol, ts) without repeats has no row out of time
+    # order and no duplicate: both checks (a sort each) are skipped, with the same result
+    found = [_missing(r, placed),
+             _none("unsorted") if ordered else _unsorted(r, pos, ti, ci, times)]
     invalid = np.zeros(pos.size, dtype=bool)
-    for check in (_duplicates, _bad_prices, _bad_volumes, _ohlc):
+    checks = (_bad_prices, _bad_volumes, _ohlc) if ordered else \
+        (_duplicates, _bad_prices, _bad_volumes, _ohlc)
+    for check in checks:
         kind, bad, messages = check(r, pos, ti, ci, x)
         found.append((kind, pos[bad], messages))
         invalid[bad] = True
@@ -453,6 +459,18 @@ def _align(table: pa.Table, rows: np.ndarray, universe: Sequence[str] | None = N
     found.append(_split_issues(panel, ti[~invalid], ci[~invalid], pos[~invalid]))
     issues = _no_volume(symbols, ci, x["volume"]) + r.issues(found)
     return panel, issues, _coverage(panel, present, r.unit)
+
+
+def _strictly_ordered(ti: np.ndarray, ci: np.ndarray, T: int, N: int) -> bool:
+    """Whether the rows run in strictly increasing (ts, symbol) or (symbol, ts) order."""
+    if ti.size < 2:
+        return True
+    ti, ci = ti.astype(np.int64), ci.astype(np.int64)
+    return bool((np.diff(ti * N + ci) > 0).all() or (np.diff(ci * T + ti) > 0).all())
+
+
+def _none(kind: str) -> _Found:
+    return kind, np.zeros(0, dtype=np.int64), []
 
 
 def _no_volume(symbols: Sequence[str], ci: np.ndarray, volume: np.ndarray) -> list[DataIssue]:
@@ -506,16 +524,21 @@ def split_jumps(panel: Panel) -> list[SplitJump]:
     that take a third of the price are found too (and are adjusted alike)."""
     prev = _previous_valid(panel.close)
     with np.errstate(all="ignore"):
-        r, g = np.log(panel.close / prev), np.log(panel.open / prev)
+        r = np.log(panel.close / prev)
     factors = np.log(np.r_[1 / np.array(SPLIT_RATIOS), SPLIT_RATIOS])
-    near = np.nanargmin(np.abs(np.nan_to_num(r, nan=np.inf)[..., None] - factors), axis=-1)
-    f = factors[near]
+    tol = math.log1p(SPLIT_RTOL)
+    # only a bar whose close moved at least as far as the smallest ratio (less the tolerance)
+    # can be near one: the nearest-ratio search runs on those few bars, not on every bar
     with np.errstate(invalid="ignore"):
-        hit = (np.abs(r - f) < math.log1p(SPLIT_RTOL)) & \
-              (np.abs(g - f) < math.log1p(2.5 * SPLIT_RTOL))
-    t, j = np.nonzero(hit)
-    return [SplitJump(panel.symbols[b], int(a), float(np.exp(r[a, b])), float(np.exp(f[a, b])))
-            for a, b in zip(t.tolist(), j.tolist())]
+        t, j = np.nonzero(np.abs(r) > np.abs(factors).min() - tol)
+    rc = r[t, j]
+    with np.errstate(all="ignore"):
+        g = np.log(panel.open[t, j] / prev[t, j])
+    f = factors[np.argmin(np.abs(rc[:, None] - factors), axis=-1)] if t.size else rc
+    with np.errstate(invalid="ignore"):
+        hit = (np.abs(rc - f) < tol) & (np.abs(g - f) < math.log1p(2.5 * SPLIT_RTOL))
+    return [SplitJump(panel.symbols[b], int(a), float(np.exp(x)), float(np.exp(y)))
+            for a, b, x, y in zip(t[hit].tolist(), j[hit].tolist(), rc[hit], f[hit])]
 
 
 def _previous_valid(close: np.ndarray) -> np.ndarray:

@@ -374,7 +374,8 @@ def test_unexpected_errors_print_no_traceback(monkeypatch):
     def boom(path):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "load_bars", boom)
+    import crowe.runtime.data as data_module         # `crowe data check` imports it lazily
+    monkeypatch.setattr(data_module, "load_bars", boom)
     result = CliRunner().invoke(cli.main, ["data", "check", "x.parquet"])
     assert result.exit_code == 2
     assert "error: internal error: boom" in result.output

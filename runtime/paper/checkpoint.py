@@ -3,8 +3,16 @@
 A checkpoint holds the simulation carry (the compiled step's state and the working orders) as
 named arrays plus a small JSON header: how many bars were processed, the last bar's time, the
 hash of the last journal record and the operator's override in force at that bar. It is written
-to a temporary file, flushed to disk and renamed over the previous one, so a crash leaves either
-the old checkpoint or the new one, never half.
+to a temporary file and renamed over the previous one, so a crash leaves either the old
+checkpoint or the new one, never half.
+
+The paper loop writes it without flushing it to disk (`save(..., durable=False)`, the default):
+the bar's journal record, written and fsynced before it, is the one durable write of a bar.
+A killed process loses nothing the operating system has accepted, so after a kill the
+checkpoint is the last one written; after a power loss it may be an older one, or the one
+before a rename the disk never saw, and the runtime redoes the bars journaled since, checking
+each against its record (`loop.PaperRunner.recover`). The checkpoint is never ahead of the
+journal, since a bar is checkpointed only once its record is on disk.
 """
 from __future__ import annotations
 
@@ -15,7 +23,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import numpy as np
 
 NAME = "checkpoint.npz"
@@ -37,6 +44,7 @@ class Meta:
 
 
 def _leaves(tree) -> dict[str, np.ndarray]:
+    import jax                  # here, not at the top: `crowe journal verify` needs no JAX
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
 
@@ -77,13 +85,15 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
-def save(state_dir: Path, carry, meta: Meta) -> None:
+def save(state_dir: Path, carry, meta: Meta, durable: bool = False) -> None:
+    """Write the checkpoint atomically; with `durable`, flushed to disk too (see the module
+    docstring for why the paper loop does not need that)."""
     buf = io.BytesIO()
     arrays = _leaves(carry)
     arrays["__meta__"] = np.frombuffer(json.dumps(meta.__dict__, sort_keys=True).encode(),
                                        np.uint8)
     np.savez(buf, **arrays)
-    atomic_write(state_dir / NAME, buf.getvalue())
+    atomic_write(state_dir / NAME, buf.getvalue(), durable)
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], Meta]:
@@ -112,6 +122,7 @@ def load(state_dir: Path, template) -> tuple[object, Meta] | None:
     if not path.exists():
         return None
     data, meta = _read(path)
+    import jax
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     leaves = []
     for p, leaf in flat:

@@ -15,7 +15,7 @@ from .control import read_control, read_status, write_control
 from .feed import ReplayFeed, StdinFeed
 from .journal import export, verify
 from .lock import StateDirLock
-from .loop import Halted, PaperError, PaperRunner
+from .errors import Halted, PaperError
 
 
 class FeedSpecError(ValueError):
@@ -79,6 +79,7 @@ def record_version(artifact, state_dir: str, allow_rollback: bool) -> None:
 
 def _run_locked(engine, digest: str, state: Path, feed, limits: dict, on_start, signer,
                 trusted) -> int:
+    from .loop import PaperRunner           # JAX: only a run needs it
     runner = PaperRunner(engine, state, digest, signer=signer, trusted=trusted, **limits)
     _install_signals(state)
     err = Console(stderr=True)

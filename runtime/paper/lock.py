@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .loop import PaperError
+from .errors import PaperError
 
 NAME = "lock"
 

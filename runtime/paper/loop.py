@@ -11,13 +11,17 @@ Per bar, in this order:
    on the following bars, and the step sends them again, for what is left, until flat;
 4. the broker fills the working orders on this bar (the same JAX market model as the backtest),
    and the step decides;
-5. append the bar's record to the journal (fsynced), then checkpoint the state atomically;
+5. append the bar's record to the journal (fsynced: the bar's one durable write), then
+   checkpoint the state atomically (renamed into place, not fsynced) and rewrite the status
+   (likewise);
 6. when a stand-down rule engaged the kill switch at this bar (the crash sentinel's kill level),
    write the FLATTENING override, which holds until `crowe paper resume`.
 
-A crash between 5's two writes leaves one journal record more than the checkpoint: on restart
-that bar is redone from the checkpoint and must reproduce the journaled record exactly, then only
-the checkpoint is written, so no bar is applied twice and none is lost. Any other disagreement
+A crash between 5's two writes leaves one journal record more than the checkpoint; a power
+loss may leave a checkpoint several records behind (it was not flushed to disk). On restart
+the bars after the checkpoint are redone from it, in order, and each must reproduce its
+journaled record exactly; then only the checkpoint is written, so no bar is applied twice and
+none is lost. The checkpoint is never ahead of the journal. Any other disagreement
 between journal and checkpoint stops the runtime with a message rather than a guess; so does a
 checkpoint that does not hold the state the journal recorded for its bar, and, given a trust
 store, a journal record whose signature is not by a trusted `journal` key. A journal,
@@ -41,6 +45,7 @@ from ..engine import Engine
 from . import checkpoint as ck
 from .control import (OVERRIDES, log_event, read_control, read_status, write_control,
                       write_status)
+from .errors import Halted, PaperError
 from .feed import Bar, Refused
 from .journal import (GENESIS, Journal, JournalWriteError, check_chain, decision_digest,
                       finite, record_hash)
@@ -48,14 +53,6 @@ from .journal import (GENESIS, Journal, JournalWriteError, check_chain, decision
 STATE_NAMES = STATES
 # a bar dated more than this ahead of the wall clock is refused (a clock or feed error)
 MAX_AHEAD_NS = 86_400 * 10**9
-
-
-class PaperError(Exception):
-    """The paper runtime cannot go on safely; the message says why and what to do."""
-
-
-class Halted(PaperError):
-    """Trading halted because a record could not be written."""
 
 
 @dataclass
@@ -116,7 +113,8 @@ class PaperRunner:
         self.broker = PaperBroker(engine)
         self.journal = Journal(self.dir, opener, signer)
         self.hooks = hooks or (lambda phase, seq: None)
-        self.carry, self.seq, self.last_ts, self.head, self.redo = None, 0, None, GENESIS, None
+        self.carry, self.seq, self.last_ts, self.head = None, 0, None, GENESIS
+        self.redo: list[dict] = []    # journaled records after the checkpoint, to redo in order
         self.source: str | None = None  # the feed's identity (file and SHA-256), journaled
         # the override in force at the last bar processed (None: a checkpoint that predates it)
         self.in_force: str | None = "ACTIVE"
@@ -137,22 +135,21 @@ class PaperRunner:
                              "--state-dir")
         if records and records[0].get("artifact") != self.digest:
             raise PaperError(f"the journal in `{self.dir}` belongs to another artifact")
-        if tail and len(records) == done:
+        if tail and len(records) >= done:
             self.journal.drop_torn_tail(tail)     # the cut-off append was never committed
-            log_event(self.dir, {"event": "torn_record_dropped", "seq": done})
+            log_event(self.dir, {"event": "torn_record_dropped", "seq": len(records)})
         elif tail:
             raise PaperError("the journal's last record is cut off but the checkpoint does not "
                              "match the records before it; refusing to guess")
         head = records[done - 1]["hash"] if done and done <= len(records) else GENESIS
-        if len(records) == done + 1:
-            self.redo = records[-1]
-        elif len(records) != done or (meta and meta.head != (head if done else "")):
+        if len(records) < done or (meta and meta.head != (head if done else "")):
             raise PaperError(f"the journal has {len(records)} records but the checkpoint has "
                              f"processed {done} bars; refusing to guess which is right")
         if done and ck.state_digest(carry) != records[done - 1].get("state"):
             raise PaperError(f"the checkpoint in `{self.dir}` does not hold the state the "
                              f"journal recorded at bar {done - 1}: it was altered or replaced; "
                              "refusing to trade from it")
+        self.redo = records[done:]      # journaled after the checkpoint: redone and checked
         self.carry, self.seq, self.head = carry, done, head
         self.last_ts = meta.last_ts if meta else None
         self.in_force = meta.override if meta else "ACTIVE"
@@ -230,11 +227,12 @@ class PaperRunner:
                 self.halt(f"{stale}, and the control file cannot be written: "
                           f"{e.strerror or e}")
         control = read_control(self.dir)
-        if self.redo is not None and self.redo.get("override") in OVERRIDES and \
-                self.redo["override"] != control["override"]:
+        redo = self.redo[0] if self.redo else None
+        if redo is not None and redo.get("override") in OVERRIDES and \
+                redo["override"] != control["override"]:
             # a bar journaled before a crash is redone under the override it was decided with,
             # even if the control file changed since; the new override takes the next bar
-            control = {"override": self.redo["override"], "reason": ""}
+            control = {"override": redo["override"], "reason": ""}
         override = control["override"]
         arrays = {k: jnp.asarray(v) for k, v in bar.arrays().items()}
         carry = dict(self.carry, state=dict(self.carry["state"],
@@ -247,7 +245,7 @@ class PaperRunner:
         out = {k: np.asarray(v) for k, v in out.items()}
         record = self.record(bar, out, new, control, cancelled)
         self.hooks("before_journal", self.seq)
-        if self.redo is not None:
+        if self.redo:
             record = self.check_redo(record)
             s.redone += 1
         else:
@@ -294,8 +292,7 @@ class PaperRunner:
     def check_redo(self, record: dict) -> dict:
         """The journaled record of the bar being redone, after checking that redoing it
         reproduced it exactly."""
-        done = self.redo
-        self.redo = None
+        done = self.redo.pop(0)
         # the bar's data is checked through the decision; the feed may be a newer file
         expected = dict(record, prev=self.head, source=done.get("source"))
         if "keyid" in done:              # signed by the key of the run that journaled it
