@@ -186,7 +186,8 @@ class StepBuilder:
         vals, xstate = self.low.evaluate(params, state["x"], fields, state["t"], ok)
         impact = {"vol": _last_finite(vals["aux"]["impact_vol"], state["impact"]["vol"]),
                   "adv": _last_finite(vals["aux"]["adv"], state["impact"]["adv"])}
-        mon = self.monitors(state, bar, ok, seen, E, vals)
+        weights_of = self.weights_of(params, state, fields, E, book, last_close)
+        mon = self.monitors(state, bar, ok, seen, E, vals, weights_of)
         w, reasons, tail, tstate = self.targets(params, state, vals, ok, E, book, last_close,
                                                 mon)
         qty, limit, reasons, ostate = self.orders(state, bar, w, ok, E, book, last_close, mon,
@@ -230,7 +231,21 @@ class StepBuilder:
 
     # -- monitors: limits, rules, trading state -------------------------------------------
 
-    def monitors(self, state, bar, ok, seen, E, vals) -> dict:
+    def weights_of(self, params, state, fields, E, book, last_close):
+        """The target chain as a pure function of one bar's fields and validity, for a detector
+        that recomputes the targets under corrupted data (`Component.reads_targets`): the
+        expressions from the state before this bar, then `targets` with no stand-down action in
+        force (the detectors are what decides those)."""
+        calm = {"exclude": jnp.zeros(self.N, bool), "rule_active": {},
+                "scale": jnp.ones(self.N), "trading_state": jnp.asarray(ACTIVE, jnp.int64)}
+
+        def weights(bar_fields, ok):
+            vals, _ = self.low.evaluate(params, state["x"], dict(fields, **bar_fields),
+                                        state["t"], ok)
+            return self.targets(params, state, vals, ok, E, book, last_close, calm)[0]
+        return weights
+
+    def monitors(self, state, bar, ok, seen, E, vals, weights_of=None) -> dict:
         policy = self.pir.policy
         prev_E = state["equity"]
         inputs = {"E": E, "prev_E": prev_E, "ts": bar["ts"], "ok": ok, "seen": seen,
@@ -251,6 +266,8 @@ class StepBuilder:
                 if kind == "rule":
                     ins["series"] = _series(vals["series"].get(name, vals["aux"]["r1"]))
                     ins["cooldown"] = info.cooldown
+                    if info.component.reads_targets:
+                        ins.update(targets=weights_of, prev_close=state["last_close"])
                 res, _, out[kind + "s"][name] = transforms[name].update(
                     ins, state[kind + "s"][name], self.ctx)
                 fired = jnp.asarray(res["fired"], bool)
