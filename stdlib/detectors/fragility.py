@@ -1,6 +1,6 @@
 """Fragility: the adversarial data validator (blueprint 9.2, 17.5). Every bar the policy's target
-weights are recomputed under a fixed set of bounded corruptions of this bar's data, all at once
-(`jax.vmap`), and the rule fires when the largest change of the book exceeds ``max_change``.
+weights are recomputed under a fixed set of bounded corruptions of this bar's data (the three
+price moves at once, by `jax.vmap`), and the rule fires when the largest change of the book exceeds ``max_change``.
 
 The corruptions (`CORRUPTIONS`), each of the bar as received:
 
@@ -25,7 +25,8 @@ order above). Both are columns of the backtest's equity table (`RULE.change`, `R
 Goodfellow et al. (2015), "Explaining and harnessing adversarial examples", for the idea of
 bounded input perturbations as a robustness test.
 
->>> import jax.numpy as jnp
+>>> import jax, jax.numpy as jnp
+>>> jax.config.update("jax_enable_x64", True)   # as in the compiled step
 >>> from crowe.stdlib.component import Ctx
 >>> ctx = Ctx(2, 252.0, 1, (False,) * 2, (True,) * 2, (0, 0), 1, 1.0, 1.0)
 >>> t = make(Settings(epsilon=0.001, max_change=0.5, action="halt"))
@@ -86,7 +87,14 @@ def make(s: Settings):
         w = targets(clean, ok)
         fields, oks, kept = corrupt(clean, ok, inputs["prev_close"], w, s.epsilon)
         fields = {k: jnp.where(oks, v, jnp.nan) for k, v in fields.items()}
-        by = change(w, jax.vmap(targets)(fields, oks), kept)
+        # the price moves keep the bar's validity: one vmap with it shared, so that a branch
+        # of the target chain taken on validity (an overlay's `lax.cond`) stays a branch; the
+        # two corruptions of validity run one after the other
+        moves = {k: v[:3] for k, v in fields.items()}
+        rest = ({k: v[3:] for k, v in fields.items()}, oks[3:])
+        ws = jnp.concatenate([jax.vmap(targets, in_axes=(0, None))(moves, ok),
+                              jax.lax.map(lambda a: targets(*a), rest)])
+        by = change(w, ws, kept)
         worst = jnp.argmax(by)
         return {"fired": by[worst] > s.max_change, "change": by[worst],
                 "worst": worst.astype(jnp.float64)}, {}, state
