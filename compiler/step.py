@@ -188,8 +188,8 @@ class StepBuilder:
                   "adv": _last_finite(vals["aux"]["adv"], state["impact"]["adv"])}
         weights_of = self.weights_of(params, state, fields, E, book, last_close)
         mon = self.monitors(state, bar, ok, seen, E, vals, weights_of)
-        w, reasons, tail, tstate = self.targets(params, state, vals, ok, E, book, last_close,
-                                                mon)
+        w, reasons, seen_by_caps, tstate = self.targets(params, state, vals, ok, E, book,
+                                                        last_close, mon)
         qty, limit, reasons, ostate = self.orders(state, bar, w, ok, E, book, last_close, mon,
                                                   reasons, params, vals, impact)
         new = dict(state, x=xstate, t=state["t"] + 1, seen=seen, cash=book.cash,
@@ -208,7 +208,7 @@ class StepBuilder:
             "net": jnp.where(E > 0, net / E, jnp.nan),
             "mu": vals["signal"]["mu"] * ones, "sigma": vals["signal"]["sigma"] * ones,
             "prob_edge": vals["signal"]["prob_edge"] * ones,
-            "adv": impact["adv"], "vol": impact["vol"], "tail_loss": tail,
+            "adv": impact["adv"], "vol": impact["vol"], **seen_by_caps,
             "borrow": borrow, "costs": costs, "traded_notional": traded,
             "kill_switch": mon["kill"], **mon["stats"],
             "parent_qty": ostate["parent"]["qty"], "parent_start": ostate["parent"]["start"],
@@ -348,8 +348,11 @@ class StepBuilder:
         w = jnp.where(level == HALTED, w_cur, jnp.where(level == FLATTENING, 0.0, w))
         reasons = reasons | jnp.where(level == HALTED, bit("halted"), 0) | \
             jnp.where(level == FLATTENING, bit("flattening"), 0)
-        tail = res.get("tail_loss", jnp.asarray(jnp.nan))
-        return w, reasons, tail, {"target": target_state, "overlays": ov_state}
+        # what the loss limits saw: the VaR/ES of the book, and the stress loss when limited
+        seen = {"tail_loss": res.get("tail_loss", jnp.asarray(jnp.nan))}
+        if "stress_loss" in res:
+            seen["overlay:stress.loss"] = res["stress_loss"]
+        return w, reasons, seen, {"target": target_state, "overlays": ov_state}
 
     def warmup(self, params):
         """Bars before the first trade, at the parameters of this run."""

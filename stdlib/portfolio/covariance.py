@@ -64,6 +64,15 @@ def estimate(settings: Covariance, history, usable):
     return jnp.where(usable[:, None] & usable[None, :], cov, jnp.eye(x.shape[1]))
 
 
+def trailing(history, window: int):
+    """(complete [N], the Ledoit-Wolf covariance [N, N] of the last ``window`` one-bar returns
+    of the instruments whose window is complete): the one shrunk covariance that the risk
+    limits (parametric VaR/ES, stress) and the portfolio methods share, identity rows and
+    columns for the other instruments, which do not count in the shrinkage target."""
+    ok = complete(Covariance(window=window), history)
+    return ok, estimate(Covariance(window=window), history, ok)
+
+
 def complete(settings: Covariance, history):
     """Which instruments have a full window of returns without a gap."""
     _, _, last_bad, pos = history
