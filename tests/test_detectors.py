@@ -328,33 +328,6 @@ def test_detector_settings_that_cannot_work_are_diagnosed():
 
 # -- the regime probability in expressions ------------------------------------------------------
 
-RP_SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
-
-
-def test_regime_prob_in_an_expression_is_the_rules_probability():
-    """`regime_prob(r1, 60, 20)` read by a weight is the `regime` rule's probability on the same
-    window and schedule (the mean of r1 across instruments is the rule's default series), 0
-    where the variance ratio is below 5: both computed in one compiled backtest (the rule kept
-    quiet with a `min_ratio` it never reaches, so that it does not act on the weights)."""
-    import simkit
-    policy = simkit.policy_dict(
-        universe={"symbols": RP_SYMBOLS, "bar": "1d"}, signal=None,
-        features={"r1": "ret(close, 1)", "p_off": "regime_prob(r1, 60, 20)"},
-        sizing={"method": "weight", "weight": "0.1 * p_off"},
-        stand_down={"data_gap": {"max_missing": 0.99, "action": "halt"},
-                    "regime": {"window": 60, "refit": 20, "min_ratio": 1e6, "action": "halt"}})
-    rng = np.random.default_rng(1)
-    steps = rng.normal(0, 0.01, (200, 4))
-    steps[150:] *= 4                                   # a volatile episode
-    close = 100 * np.exp(np.cumsum(steps, axis=0))
-    out = simkit.Sim.of(policy, RP_SYMBOLS).run(simkit.ohlc_panel(rng, close,
-                                                                  symbols=RP_SYMBOLS))
-    prob, ratio = out["detector:regime.prob"], out["detector:regime.ratio"]
-    ref = np.where(np.isfinite(prob), 0.1 * np.where(ratio >= 5, prob, 0.0), 0.0)
-    np.testing.assert_array_equal(out["weights"], np.repeat(ref[:, None], 4, axis=1))
-    assert out["weights"][160:].max() > 0.09 and (ratio[150:] >= 5).any()
-
-
 def test_regime_prob_windows_must_be_constants():
     from crowe.dsl.policy import check_text
     import simkit
