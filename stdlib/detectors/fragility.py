@@ -33,9 +33,9 @@ bounded input perturbations as a robustness test.
 >>> def targets(fields, ok):                # long the instruments that close above 100
 ...     return jnp.where(ok & (fields["close"] > 100.0), 0.5, 0.0)
 >>> bar = {k: jnp.array([100.05, 120.0]) for k in ("open", "high", "low", "close")}
->>> inputs = {"targets": targets, "bar": dict(bar, volume=jnp.ones(2)),
-...           "ok": jnp.array([True, True]), "prev_close": jnp.array([99.0, 119.0])}
->>> out, _, _ = t.update(inputs, t.init(ctx), ctx)
+>>> run = jax.jit(lambda bar, ok, prev: t.update(
+...     {"targets": targets, "bar": bar, "ok": ok, "prev_close": prev}, (), ctx)[0])
+>>> out = run(dict(bar, volume=jnp.ones(2)), jnp.array([True, True]), jnp.array([99.0, 119.0]))
 >>> float(out["change"]), CORRUPTIONS[int(out["worst"])], bool(out["fired"])
 (0.5, 'down', False)
 """
