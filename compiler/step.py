@@ -15,7 +15,9 @@ order:
 4. Monitors: the limits (drawdowns, trailing stop) and the stand-down rules; each that fires
    holds its action for its cooldown and for as long as it fires. The most severe action in force
    sets the trading state. A detector's statistics are decision outputs (`detector:RULE.NAME`),
-   and a detector's kill level flattens and sets the decision's `kill_switch`.
+   and a detector's kill level flattens and sets the decision's `kill_switch`. A detector that
+   reads the targets (`fragility`) gets step 5 as a pure function of a bar (`weights_of`), which
+   it calls on corrupted copies of this bar; the step stays a chain of registered components.
 5. Targets: the sizing method or the portfolio optimizer on the instruments that may trade,
    gates (a closed gate allows holding or reducing, never opening or adding), exclusions,
    compliance (restricted symbols, shorts without a locate), then the overlays in registry order
