@@ -128,6 +128,11 @@ class Builder:
             lag = self.window(named["lag"])[0] if f == "acf" else None
             xs = (x, self.build(named["y"])) if f in ("corr", "beta") else (x,)
             return ir.Moments(t, f, xs, n, n_max, lag, span=span)
+        if f == "regime_prob":
+            ratio = self.build(named["min_ratio"]) if "min_ratio" in named else \
+                ir.Const(_NUM, 5.0)
+            return ir.Regime(t, x, self.window(named["n"])[1], self.window(named["refit"])[1],
+                             ratio, span=span)
         if f == "rsi":
             return self.rsi(x, named["n"], t, span)
         if f == "atr":

@@ -189,6 +189,17 @@ class Holding(Node):
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Regime(Node):
+    """P(risk-off) of a two-state Gaussian HMM of x (`crowe.stdlib.detectors.regime`), over a
+    window of n values refitted every `refit` bars; its state (the window and the filter) is
+    its own, sized by the constant n."""
+    x: Node
+    n: int
+    refit: int
+    min_ratio: Node
+
+
 STATEFUL = (Lag, Rolling, Ema, Turbulence, Wilder, Moments)
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from crowe.dsl.types import DType
 from crowe.stdlib import indicators as ind
+from crowe.stdlib.detectors import regime as hmm
 
 from . import ir
 from .passes.dependence import dependence
@@ -52,6 +53,7 @@ class Lowering:
         for (x, n) in (pir.look.windows or {}):
             self.rings_of.setdefault(self.key[x], []).append(f"{self.key[x]}w{n}")
         self.emas = [self.key[n] for n in self.order if isinstance(n, (ir.Ema, ir.Wilder))]
+        self.regimes = {self.key[n]: n.n for n in self.order if isinstance(n, ir.Regime)}
         # Rolling sums, means, variances and z-scores are running sums, updated in O(N) per bar
         # with x[t] in and x[t - n] out: their ring holds n + 1 rows.
         self.sums = [self.key[n] for n in self.order
@@ -121,16 +123,23 @@ class Lowering:
                       for k, rows in self.hist.items()})
         bad = {k: jnp.full(self.N, -1, jnp.int64) for k in sorted(set(self.hist) | set(self.rings_of))}
         sums = {k: (jnp.zeros(self.N), jnp.zeros(self.N), jnp.zeros(self.N)) for k in self.sums}
-        return {"ring": rings, "ema": emas, "bad": bad, "sum": sums}
+        out = {"ring": rings, "ema": emas, "bad": bad, "sum": sums}
+        if self.regimes:     # the HMM filters of `regime_prob`
+            out["regime"] = {k: hmm.init(n) for k, n in self.regimes.items()}
+        return out
 
     def evaluate(self, params: dict, xstate: dict, fields: dict, pos, valid):
         """All roots at this bar: (values by root path, new expression state)."""
         env = _Env(self, params, fields, pos, valid, dict(xstate["ring"]), dict(xstate["ema"]))
         env.bad, env.sums = dict(xstate["bad"]), dict(xstate["sum"])
+        env.regimes = dict(xstate.get("regime", {}))
         for node in self.order:
             env.values[node] = env.lower(node)
         out = _map(self.pir.roots, lambda n: env.values[n])
-        return out, {"ring": env.rings, "ema": env.emas, "bad": env.bad, "sum": env.sums}
+        new = {"ring": env.rings, "ema": env.emas, "bad": env.bad, "sum": env.sums}
+        if self.regimes:
+            new["regime"] = env.regimes
+        return out, new
 
 
 class _Env:
@@ -236,6 +245,16 @@ class _Env:
         n = const(node.n, self.values[node.n])
         lag = None if node.lag is None else const(node.lag, self.values[node.lag])
         return ind.moments(node.stat, [self.ring_of(x) for x in node.xs], self.pos, n, lag)
+
+    def lower_Regime(self, node, x, min_ratio):
+        key = self.low.key[node]
+        if jnp.ndim(x):       # per instrument: the mean of those with a value
+            ok = jnp.isfinite(x)
+            x = jnp.where(ok.any(), jnp.where(ok, x, 0.0).sum() / jnp.maximum(ok.sum(), 1),
+                          jnp.nan)
+        self.regimes[key] = st = hmm.observe(self.regimes[key], x, node.refit)
+        prob, ratio, _ = hmm.risk_off(st)
+        return jnp.where(ratio >= min_ratio, prob, jnp.where(st["fitted"], 0.0, jnp.nan))
 
     def lower_Holding(self, node):
         return self.fields[node.name]

@@ -15,7 +15,9 @@ order:
 4. Monitors: the limits (drawdowns, trailing stop) and the stand-down rules; each that fires
    holds its action for its cooldown and for as long as it fires. The most severe action in force
    sets the trading state. A detector's statistics are decision outputs (`detector:RULE.NAME`),
-   and a detector's kill level flattens and sets the decision's `kill_switch`.
+   and a detector's kill level flattens and sets the decision's `kill_switch`. A detector that
+   reads the targets (`fragility`) gets step 5 as a pure function of a bar (`weights_of`), which
+   it calls on corrupted copies of this bar; the step stays a chain of registered components.
 5. Targets: the sizing method or the portfolio optimizer on the instruments that may trade,
    gates (a closed gate allows holding or reducing, never opening or adding), exclusions,
    compliance (restricted symbols, shorts without a locate), then the overlays in registry order
@@ -186,9 +188,10 @@ class StepBuilder:
         vals, xstate = self.low.evaluate(params, state["x"], fields, state["t"], ok)
         impact = {"vol": _last_finite(vals["aux"]["impact_vol"], state["impact"]["vol"]),
                   "adv": _last_finite(vals["aux"]["adv"], state["impact"]["adv"])}
-        mon = self.monitors(state, bar, ok, seen, E, vals)
-        w, reasons, tail, tstate = self.targets(params, state, vals, ok, E, book, last_close,
-                                                mon)
+        weights_of = self.weights_of(params, state, fields, E, book, last_close)
+        mon = self.monitors(state, bar, ok, seen, E, vals, weights_of)
+        w, reasons, seen_by_caps, tstate = self.targets(params, state, vals, ok, E, book,
+                                                        last_close, mon)
         qty, limit, reasons, ostate = self.orders(state, bar, w, ok, E, book, last_close, mon,
                                                   reasons, params, vals, impact)
         new = dict(state, x=xstate, t=state["t"] + 1, seen=seen, cash=book.cash,
@@ -207,7 +210,7 @@ class StepBuilder:
             "net": jnp.where(E > 0, net / E, jnp.nan),
             "mu": vals["signal"]["mu"] * ones, "sigma": vals["signal"]["sigma"] * ones,
             "prob_edge": vals["signal"]["prob_edge"] * ones,
-            "adv": impact["adv"], "vol": impact["vol"], "tail_loss": tail,
+            "adv": impact["adv"], "vol": impact["vol"], **seen_by_caps,
             "borrow": borrow, "costs": costs, "traded_notional": traded,
             "kill_switch": mon["kill"], **mon["stats"],
             "parent_qty": ostate["parent"]["qty"], "parent_start": ostate["parent"]["start"],
@@ -230,7 +233,21 @@ class StepBuilder:
 
     # -- monitors: limits, rules, trading state -------------------------------------------
 
-    def monitors(self, state, bar, ok, seen, E, vals) -> dict:
+    def weights_of(self, params, state, fields, E, book, last_close):
+        """The target chain as a pure function of one bar's fields and validity, for a detector
+        that recomputes the targets under corrupted data (`Component.reads_targets`): the
+        expressions from the state before this bar, then `targets` with no stand-down action in
+        force (the detectors are what decides those)."""
+        calm = {"exclude": jnp.zeros(self.N, bool), "rule_active": {},
+                "scale": jnp.ones(self.N), "trading_state": jnp.asarray(ACTIVE, jnp.int64)}
+
+        def weights(bar_fields, ok):
+            vals, _ = self.low.evaluate(params, state["x"], dict(fields, **bar_fields),
+                                        state["t"], ok)
+            return self.targets(params, state, vals, ok, E, book, last_close, calm)[0]
+        return weights
+
+    def monitors(self, state, bar, ok, seen, E, vals, weights_of=None) -> dict:
         policy = self.pir.policy
         prev_E = state["equity"]
         inputs = {"E": E, "prev_E": prev_E, "ts": bar["ts"], "ok": ok, "seen": seen,
@@ -251,6 +268,8 @@ class StepBuilder:
                 if kind == "rule":
                     ins["series"] = _series(vals["series"].get(name, vals["aux"]["r1"]))
                     ins["cooldown"] = info.cooldown
+                    if info.component.reads_targets:
+                        ins.update(targets=weights_of, prev_close=state["last_close"])
                 res, _, out[kind + "s"][name] = transforms[name].update(
                     ins, state[kind + "s"][name], self.ctx)
                 fired = jnp.asarray(res["fired"], bool)
@@ -331,8 +350,11 @@ class StepBuilder:
         w = jnp.where(level == HALTED, w_cur, jnp.where(level == FLATTENING, 0.0, w))
         reasons = reasons | jnp.where(level == HALTED, bit("halted"), 0) | \
             jnp.where(level == FLATTENING, bit("flattening"), 0)
-        tail = res.get("tail_loss", jnp.asarray(jnp.nan))
-        return w, reasons, tail, {"target": target_state, "overlays": ov_state}
+        # what the loss limits saw: the VaR/ES of the book, and the stress loss when limited
+        seen = {"tail_loss": res.get("tail_loss", jnp.asarray(jnp.nan))}
+        if "stress_loss" in res:
+            seen["overlay:stress.loss"] = res["stress_loss"]
+        return w, reasons, seen, {"target": target_state, "overlays": ov_state}
 
     def warmup(self, params):
         """Bars before the first trade, at the parameters of this run."""

@@ -906,6 +906,13 @@ class Checker:
             return None, (0, 0)
         types, windows, ok = [], {}, True
         for arg, expr in bound:
+            if arg.role == "window" and sig.constant_windows and isinstance(expr, A.Name):
+                self.diags.add("E0502", f"`{sig.name}` needs a constant `{arg.name}`, found "
+                               f"`{expr.id}`", expr.span, help=f"write a number of bars, e.g. "
+                               f"`{arg.default if arg.default is not None else 252}`: the "
+                               "window sizes the model's state, which a sweep cannot resize")
+                ok = False
+                continue
             if arg.role == "window":
                 w = self.window(e, arg, expr, where, stack)
                 ok &= w is not False

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .engine import DETECTOR, Engine, panel_bars
+from .engine import DETECTOR, OVERLAY, Engine, panel_bars
 from .metrics import compute_metrics
 from .trades import panel_trades, trade_metrics
 
@@ -256,6 +256,8 @@ def result_tables(result: BacktestResult) -> dict[str, pa.Table]:
     })
     for key in sorted(k for k in o if k.startswith(DETECTOR)):   # e.g. `regime.prob`
         equity = equity.append_column(key[len(DETECTOR):], pa.array(o[key]))
+    for key in sorted(k for k in o if k.startswith(OVERLAY)):    # e.g. `stress.loss`
+        equity = equity.append_column(key[len(OVERLAY):], pa.array(o[key]))
     if "kill_switch" in o:
         equity = equity.append_column("kill_switch", pa.array(o["kill_switch"]))
     held = (o["weights"] != 0) | (o["positions"] != 0)

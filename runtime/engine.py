@@ -30,6 +30,7 @@ BAR_FIELDS = bars.FIELDS
 RECORD = ("equity", "cash", "gross", "net", "trading_state", "portfolio_reasons", "costs",
           "traded_notional", "borrow", "tail_loss")
 DETECTOR = "detector:"          # a detector's statistic per bar: `detector:<rule>.<name>`
+OVERLAY = "overlay:"            # what a risk overlay saw per bar: `overlay:<limit>.<name>`
 RECORD_N = ("weights", "order_qty", "limit_price", "positions", "reasons", "mu", "sigma",
             "prob_edge", "parent_qty", "parent_start", "arrival")
 
@@ -105,7 +106,8 @@ class Engine:
         carry = {"state": state, "qty": d["order_qty"], "limit": d["limit_price"],
                  "adv": d["adv"], "vol": d["vol"]}
         out = {k: d[k] for k in RECORD + RECORD_N}
-        out.update({k: v for k, v in d.items() if k.startswith(DETECTOR) or k == "kill_switch"})
+        out.update({k: v for k, v in d.items() if k.startswith((DETECTOR, OVERLAY)) or
+                    k == "kill_switch"})
         out.update(fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost,
                    fill_commission=fills.commission, fill_spread=fills.spread,
                    fill_impact=fills.impact)

@@ -118,6 +118,10 @@ class Component:
     needs: Callable[[Any], tuple[Need, ...]] = _no_needs
     reasons: tuple[str, ...] = ()
     per_instrument: bool = True
+    # a detector that reads the step's target chain: its inputs hold ``targets``, a pure
+    # function ``(fields, ok) -> w`` of a bar's fields (``[N]`` each) and validity, and
+    # ``prev_close``, the last valid close before this bar
+    reads_targets: bool = False
 
     def __post_init__(self):
         if self.slot not in SLOTS:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .component import Registry
 from .detectors import (change_point, condition, crash_sentinel, data_gap, drift, loss_streak,
                         regime, vol_spike)
+from .detectors import fragility
 from .execution import implementation_shortfall, limit, limit_ladder, market, order_size, pov, \
     throttle, twap, vwap
 from .limits import from_peak, intraday, trailing_stop
@@ -32,7 +33,8 @@ OVERLAYS = _registry("overlay", position_cap.COMPONENT, sector_cap.COMPONENT, ne
 LIMITS = _registry("limit", intraday.COMPONENT, from_peak.COMPONENT, trailing_stop.COMPONENT)
 DETECTORS = _registry("detector", data_gap.COMPONENT, vol_spike.COMPONENT,
                       loss_streak.COMPONENT, regime.COMPONENT, change_point.COMPONENT,
-                      drift.COMPONENT, crash_sentinel.COMPONENT, condition.COMPONENT)
+                      drift.COMPONENT, crash_sentinel.COMPONENT, fragility.COMPONENT,
+                      condition.COMPONENT)
 EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT, twap.COMPONENT,
                       vwap.COMPONENT, pov.COMPONENT, implementation_shortfall.COMPONENT,
                       limit_ladder.COMPONENT)

@@ -55,6 +55,7 @@ class Signature:
     doc: str
     min_kind: Kind = Kind.CONST      # the smallest kind the first argument may have
     windows_ok: Callable[[dict[str, int]], "str | None"] | None = None  # windows -> problem
+    constant_windows: bool = False   # windows that size a model's state: no parameters
 
 
     def arg(self, name: str) -> Arg | None:
@@ -240,6 +241,18 @@ FUNCTIONS.update({s.name: s for s in [
     Signature("crossed_below", (Arg("a", "value"), Arg("b", "value", unit="same")), "rolling",
               _crossed, lambda w: 1, "true on the bar where a falls below b: a < b now and "
               "a >= b at the previous bar"),
+]})
+
+FUNCTIONS.update({s.name: s for s in [
+    Signature("regime_prob", (X, N, Arg("refit", "window", default=21),
+                              Arg("min_ratio", "number", default=5.0, unit="dimensionless")),
+              "stateful", _scalar(lambda ts: DIMENSIONLESS), _N1,
+              "P(risk-off) of a two-state Gaussian HMM of x (its mean across the instruments "
+              "with a value when x is per instrument), fitted by Baum-Welch on the last n "
+              "values every `refit` bars and filtered every bar, as the `regime` rule computes "
+              "it: the probability of the higher-variance state, 0 while that variance is below "
+              "`min_ratio` times the other's, NaN before the first fit; n and refit are "
+              "constants", Kind.SCALAR, _least(10), constant_windows=True),
 ]})
 
 # The book at the decision, per instrument, after this bar's fills: name -> (type, doc).

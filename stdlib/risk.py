@@ -50,11 +50,10 @@ def normal_tail(confidence: float, es: bool) -> float:
 
 def window_covariance(history, window: int):
     """(complete [N], the Ledoit-Wolf covariance of the last ``window`` one-bar returns of the
-    instruments whose window is complete)."""
-    from crowe.stdlib.portfolio.covariance import ledoit_wolf
-    rows, age, last_bad, pos = history
-    complete = last_bad <= pos - window
-    return complete, ledoit_wolf(jnp.where(complete[None, :], rows, 0.0), age < window)[0]
+    instruments whose window is complete): `crowe.stdlib.portfolio.covariance.trailing`, the
+    one that the portfolio methods use."""
+    from crowe.stdlib.portfolio.covariance import trailing
+    return trailing(history, window)
 
 
 def parametric_loss(w, history, window: int, confidence: float, es: bool, est=None):

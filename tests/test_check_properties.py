@@ -45,7 +45,8 @@ USED = set(SAME_UNIT_WINDOWED + ANY_TO_DIMENSIONLESS_WINDOWED + ANY_TO_DIMENSION
            + DIMENSIONLESS_ONLY + SAME_UNIT + ["var", "clip", "minimum", "maximum", "where",
                                               "quantile", "cs_mean", "turbulence", "share",
                                               "atr", "rsi", "skew", "kurt", "acf", "corr",
-                                              "beta", "crossed_above", "crossed_below"])
+                                              "beta", "crossed_above", "crossed_below",
+                                              "regime_prob"])
 SHAPE = ["rsi", "skew", "kurt", "acf"]       # any unit to dimensionless, windows of 4 or more
 
 windows = st.one_of(st.integers(1, 250).map(str), st.integers(1, 40).map(lambda n: f"{n}d"),
@@ -76,7 +77,7 @@ def series(draw, unit: str, depth: int) -> str:
     form = draw(st.sampled_from(
         ["add", "mul", "div", "neg", "windowed", "same", "clip", "pair", "where", "if", "cs"]
         + (["to_dimensionless", "windowed_to_dimensionless", "dimensionless_only", "var",
-            "turbulence", "ratio", "shape", "dependence"] if unit == "1" else [])
+            "turbulence", "ratio", "shape", "dependence", "regime"] if unit == "1" else [])
         + (["price_times_shares"] if unit == "currency" else [])))
     if form == "add":
         right = draw(st.one_of(sub(), constants(unit)))
@@ -129,6 +130,9 @@ def series(draw, unit: str, depth: int) -> str:
         return f"{fn}({draw(series(u, depth - 1))}, {other}, {draw(st.integers(2, 250))})"
     if form == "turbulence":
         return f"({draw(sub())} + turbulence({draw(sub())}, {draw(windows)}))"
+    if form == "regime":
+        return f"({draw(sub())} * regime_prob({draw(series(draw(other_unit()), depth - 1))}, " \
+            f"{draw(st.integers(10, 250))}))"
     return f"({draw(series('price', depth - 1))} * {draw(series('shares', depth - 1))})"
 
 

@@ -324,3 +324,17 @@ def test_detector_settings_that_cannot_work_are_diagnosed():
 """)
     found = {(d.code, d.span.line) for d in check_text(text, "p.policy").errors}
     assert found == {("E0501", 13), ("E0304", 14), ("E0304", 15), ("E0304", 16)}, found
+
+
+# -- the regime probability in expressions ------------------------------------------------------
+
+def test_regime_prob_windows_must_be_constants():
+    from crowe.dsl.policy import check_text
+    import simkit
+    import yaml
+    policy = simkit.policy_dict(params={"win": {"default": 60, "range": [20, 120]}},
+                                features={"r1": "ret(close, 1)",
+                                          "p_off": "regime_prob(r1, win)"},
+                                gates={"calm": "p_off < 0.8"})
+    errors = check_text(yaml.safe_dump(policy, sort_keys=False), "p.policy").errors
+    assert [d.code for d in errors] == ["E0502"] and "constant" in errors[0].message

@@ -423,6 +423,18 @@ VARIANTS = {
     "compliance.max_order_notional": (MIN, plus(compliance__max_order_notional=2e4),
                                       "changes"),
 }
+FRAGILITY = plus(stand_down__fragility={"epsilon": "10bps", "max_change": "10%", "action": "halt",
+                                        "cooldown": "2d"})
+VARIANTS.update({
+    "stand_down.fragility.epsilon": (
+        FRAGILITY, plus(FRAGILITY, stand_down__fragility__epsilon="1%"), "changes"),
+    "stand_down.fragility.max_change": (
+        FRAGILITY, plus(FRAGILITY, stand_down__fragility__max_change="5%"), "changes"),
+    "stand_down.fragility.action": (
+        FRAGILITY, plus(FRAGILITY, stand_down__fragility__action="reduce(50%)"), "changes"),
+    "stand_down.fragility.cooldown": (
+        FRAGILITY, plus(FRAGILITY, stand_down__fragility__cooldown="10d"), "changes"),
+})
 
 # Identity and documentation: recorded in the artifact's manifest, read by no decision.
 METADATA = {"policy", "version", "owner", "description", "params.*.doc"}

@@ -91,6 +91,7 @@ FEATURES = {
     "acf_w": "acf(r1, 10, lag=w)",
     "up_x": "crossed_above(close, mean(close, 3))",
     "down_x": "crossed_below(r1, 0)",
+    "hmm": "regime_prob(r1, 16, 8, 1.5)",
 }
 
 WHOLE = {      # whole-number operands whose result is real
@@ -544,3 +545,48 @@ def test_crossings(got, bars):
     assert up.sum() > 5 and down.sum() > 5
     exact(got["up_x"], up.astype(float))
     exact(got["down_x"], down.astype(float))
+
+
+# -- the regime probability -----------------------------------------------------------------------
+
+def regime_reference(x, n, refit, min_ratio):
+    """hmmlearn's GaussianHMM fitted on the last n observed values every `refit` observations
+    (from `regime.start`), its posterior of the last observation of each prefix of the fit's
+    window, for the higher-variance state; 0 below the variance ratio, the value held on a bar
+    without an observation, NaN before the first fit."""
+    from hmmlearn.hmm import GaussianHMM
+    from crowe.stdlib.detectors import regime
+    seen = np.flatnonzero(np.isfinite(x))
+    obs = x[seen]
+    value, out, model, start = np.nan, np.full(len(x), np.nan), None, 0
+    for k, t in enumerate(seen):
+        if k + 1 >= n and (model is None or (k + 1 - n) % refit == 0):
+            start = k + 1 - n
+            pi, A, mu, var = (np.asarray(a) for a in regime.start(obs[start:k + 1]))
+            model = GaussianHMM(2, "diag", n_iter=regime.ITERATIONS, tol=-np.inf,
+                                init_params="", params="stmc", covars_prior=0.0,
+                                implementation="scaling")
+            model.startprob_, model.transmat_ = pi, A
+            model.means_, model.covars_ = mu[:, None], var[:, None]
+            model.fit(obs[start:k + 1, None])
+        if model is not None:
+            v = model.covars_.ravel()
+            off = int(np.argmax(v))
+            prob = model.predict_proba(obs[start:k + 1, None])[-1, off]
+            value = prob if v[off] / v[1 - off] >= min_ratio else 0.0
+        out[t] = value
+        if k + 1 < len(seen):
+            out[t + 1:seen[k + 1]] = value
+    out[seen[-1] + 1:] = value
+    return out
+
+
+def test_regime_prob_is_hmmlearns_posterior(got, bars):
+    pytest.importorskip("hmmlearn")
+    _, f, _ = bars
+    r1 = f["close"] / lagged(f["close"], 1) - 1
+    x = reduce(r1, np.mean)[:, 0]
+    ref = regime_reference(x, 16, 8, 1.5)
+    assert np.isfinite(ref).sum() > 20 and (ref > 0).any() and (ref == 0).any()
+    np.testing.assert_allclose(got["hmm"][:, 0], ref, atol=1e-9)
+    np.testing.assert_array_equal(got["hmm"], np.repeat(got["hmm"][:, :1], N, axis=1))

@@ -338,3 +338,52 @@ def test_constraints_that_cannot_hold_are_refused():
     assert "E0313" in [c for c, _ in _codes(no_sectors)]
     scalar = _with("features", dict(BOOK["features"], mkt_beta="cs_mean(vol)"))
     assert "E0507" in [c for c, _ in _codes(scalar)]
+
+
+def test_the_stress_loss_column_is_what_the_limit_saw(book, panel):
+    """`stress.loss` is the loss of the book as it reached the limit: the final book's where the
+    limit did not bind (the stress limit is the last overlay), above the limit where it did."""
+    sim, out = book
+    seen, w = out["overlay:stress.loss"], out["weights"]
+    r1 = panel.close[1:] / panel.close[:-1] - 1
+    sector_of = [SECTOR_OF[s] for s in panel.symbols]
+    capped = (out["reasons"] & simkit.flag(sim.engine, "stress_cap")).any(1)
+    assert (seen[capped] > 0.03).all()
+    worst, checked = 0.0, 0
+    for t in range(41, panel.T, 3):
+        if capped[t] or np.abs(w[t]).sum() == 0:
+            continue
+        ref = stress_reference(w[t], r1[t - 40:t], sector_of, _fractions(SCENARIOS), 0.99)
+        worst, checked = max(worst, abs(seen[t] - ref)), checked + 1
+    assert checked > 30 and worst < 1e-12, (checked, worst)
+
+
+def test_every_risk_estimate_reads_one_shrunk_covariance():
+    """Parametric VaR/ES, the stress limit and the portfolio methods share one Ledoit-Wolf
+    covariance of the complete instruments (an instrument with a gap in its window neither
+    enters it nor its shrinkage target), equal to scikit-learn's on those columns."""
+    from crowe.stdlib.portfolio import covariance as cv
+    from crowe.stdlib.risk import window_covariance
+    rng = np.random.default_rng(4)
+    W, n = 50, 5
+    rows = rng.normal(0, 0.01, (W + 10, n)) + rng.normal(0, 0.01, (W + 10, 1))
+    age = jnp.arange(W + 10)[::-1]
+    last_bad = jnp.array([-1, -1, 200 - 5, -1, -1])       # the third had a gap 5 bars ago
+    hist = (jnp.asarray(rows), age, last_bad, jnp.asarray(200))
+    w = np.array([0.3, -0.2, 0.0, 0.25, 0.1])
+
+    @jax.jit
+    def estimates(hist):
+        usable = cv.complete(cv.Covariance(window=W), hist)
+        return (*window_covariance(hist, W), stress.estimates(hist, W)[1], usable,
+                cv.estimate(cv.Covariance(window=W), hist, usable),
+                parametric_loss(jnp.asarray(w), hist, W, 0.99, False))
+    ok, risk_cov, stress_cov, usable, method_cov, var = estimates(hist)
+    keep = np.array([True, True, False, True, True])
+    assert (np.asarray(ok) == keep).all() and (np.asarray(usable) == keep).all()
+    ref = sk.LedoitWolf().fit(rows[np.asarray(age) < W][:, keep]).covariance_
+    for got in (risk_cov, stress_cov, method_cov):
+        got = np.asarray(got)
+        assert np.abs(got[np.ix_(keep, keep)] - ref).max() < 1e-15
+        assert (got[2, keep] == 0).all() and (got[keep, 2] == 0).all()
+    assert abs(float(var) - norm.ppf(0.99) * np.sqrt(w[keep] @ ref @ w[keep])) < 1e-15

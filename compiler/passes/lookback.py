@@ -3,7 +3,8 @@
 A node's lookback is the number of bars before the current one that its value depends on:
 `Lag(x, n)` adds n to x's, a rolling window of n adds n - 1, a turbulence index over n adds n,
 an EMA or Wilder's smoothing of span n is counted as n - 1, and so is a moment (`corr`, `skew`,
-`acf`, ...) over n bars, which reads the ring buffer of each series it takes. Windows given by
+`acf`, ...) over n bars, which reads the ring buffer of each series it takes, and so is
+`regime_prob` over n values, which keeps its window in its own state. Windows given by
 parameters are counted at the parameter's default (the warm-up) and at its range maximum (the
 buffer sizes), so a sweep never overflows a buffer.
 """
@@ -34,6 +35,8 @@ def _extra(node: ir.Node, defaults: dict) -> tuple[int, int]:
         return _n(node.n, defaults) - 1, node.n_max - 1
     if isinstance(node, ir.History):
         return node.n_max - 1, node.n_max - 1
+    if isinstance(node, ir.Regime):
+        return node.n - 1, node.n - 1
     return 0, 0
 
 
@@ -79,6 +82,8 @@ def warmup_at(roots: dict, window_of, maximum=max):
             return window_of(node.n) - 1
         if isinstance(node, ir.History):
             return node.n_max - 1
+        if isinstance(node, ir.Regime):
+            return node.n - 1
         return 0
 
     for node in ir.topo_order(flat(roots)):

@@ -5,7 +5,9 @@ statistics, recorded every bar (`RULE.NAME` columns of the backtest's equity tab
 may also return ``kill`` (engage the kill switch this bar) and ``kill_held`` (flatten while it is
 held). Inputs: ``series`` (the rule's `series` setting at this bar, or the market return),
 ``est`` (the step's estimators), ``bar`` (the bar's fields, NaN where invalid), ``cooldown`` (the
-rule's, in bars), and the book (``E``, ``prev_E``, ``r_eq``, ``ok``, ``seen``, ``ts``)."""
+rule's, in bars), and the book (``E``, ``prev_E``, ``r_eq``, ``ok``, ``seen``, ``ts``). A detector
+registered with ``reads_targets`` also gets ``targets``, the step's target chain as a pure
+function ``(fields, ok) -> w`` of a bar, and ``prev_close``, the last valid close before it."""
 
 
 def replay(transform, series, ctx=None, **inputs):

@@ -116,15 +116,19 @@ def fit(x, iterations: int = ITERATIONS):
     return jax.lax.fori_loop(0, iterations, lambda _, p: em_step(x, p), start(x))
 
 
-def make(s: Settings):
-    W = s.window
+def init(W: int) -> dict:
+    """The filter's state before any observation, for a window of ``W`` values."""
+    f = jnp.float64
+    return {"buf": jnp.zeros(W, f), "count": jnp.asarray(0, jnp.int64),
+            "since": jnp.asarray(0, jnp.int64), "fitted": jnp.asarray(False),
+            "A": jnp.eye(2, dtype=f), "mu": jnp.zeros(2, f), "var": jnp.ones(2, f),
+            "alpha": jnp.full(2, jnp.nan, f)}
 
-    def init(ctx):
-        f = jnp.float64
-        return {"buf": jnp.zeros(W, f), "count": jnp.asarray(0, jnp.int64),
-                "since": jnp.asarray(0, jnp.int64), "fitted": jnp.asarray(False),
-                "A": jnp.eye(2, dtype=f), "mu": jnp.zeros(2, f), "var": jnp.ones(2, f),
-                "alpha": jnp.full(2, jnp.nan, f)}
+
+def observe(st: dict, x, refit_every: int) -> dict:
+    """One bar: ``x`` enters the window (a bar without a value leaves the filter as it was);
+    Baum-Welch refits when due, else the forward recursion takes one step."""
+    W = st["buf"].shape[0]
 
     def refit(buf):
         pi, A, mu, var = fit(buf)
@@ -135,10 +139,10 @@ def make(s: Settings):
         a = (st["alpha"] @ st["A"]) * emissions(x[None], st["mu"], st["var"])[0]
         return st["A"], st["mu"], st["var"], a / a.sum()
 
-    def observe(st, x):
+    def one(st, x):
         buf = jnp.concatenate([st["buf"][1:], x[None]])
         count = jnp.minimum(st["count"] + 1, W)
-        due = (count >= W) & (~st["fitted"] | (st["since"] + 1 >= s.refit))
+        due = (count >= W) & (~st["fitted"] | (st["since"] + 1 >= refit_every))
         A, mu, var, alpha = jax.lax.cond(
             due, lambda: refit(buf),
             lambda: jax.lax.cond(st["fitted"], lambda: filtered(st, x),
@@ -146,17 +150,24 @@ def make(s: Settings):
         return {"buf": buf, "count": count, "since": jnp.where(due, 0, st["since"] + 1),
                 "fitted": st["fitted"] | due, "A": A, "mu": mu, "var": var, "alpha": alpha}
 
+    x = jnp.asarray(x, jnp.float64)
+    return jax.lax.cond(jnp.isfinite(x), lambda: one(st, x), lambda: st)
+
+
+def risk_off(st: dict):
+    """(P(risk-off), the variance ratio, the state order (risk-on, risk-off)) of a filter."""
+    off = jnp.argmax(st["var"])
+    return st["alpha"][off], st["var"][off] / st["var"][1 - off], jnp.stack([1 - off, off])
+
+
+def make(s: Settings):
     def update(inputs, st, ctx):
-        x = jnp.asarray(inputs["series"], jnp.float64)
-        st = jax.lax.cond(jnp.isfinite(x), lambda: observe(st, x), lambda: st)
-        off = jnp.argmax(st["var"])
-        order = jnp.stack([1 - off, off])                 # (risk-on, risk-off)
-        prob = st["alpha"][off]
-        ratio = st["var"][off] / st["var"][1 - off]
+        st = observe(st, inputs["series"], s.refit)
+        prob, ratio, order = risk_off(st)
         fired = st["fitted"] & (prob > s.threshold) & (ratio >= s.min_ratio)
         return {"fired": fired, "prob": prob, "ratio": ratio,
                 "means": st["mu"][order], "variances": st["var"][order]}, {}, st
-    return Transform(init, update)
+    return Transform(lambda ctx: init(s.window), update)
 
 
 def needs(s: Settings) -> tuple[Need, ...]:

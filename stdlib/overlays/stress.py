@@ -14,7 +14,9 @@ equity):
   of the book at ``confidence`` with the covariance ``k^2 S``: ``k z sqrt(w' S w)``,
   ``z = Phi^-1(confidence)``.
 
-The stressed loss is the largest over the scenarios (at least 0). It is positively homogeneous,
+The stressed loss is the largest over the scenarios (at least 0); the loss of the book as it
+reaches the limit (before any scaling) is a column of the backtest's equity table,
+`stress.loss` (NaN where it cannot be estimated). It is positively homogeneous,
 so scaling the book by ``max / loss`` meets the limit exactly; with locked positions (which
 cannot be scaled) the largest feasible scale of the rest is found by bisection (the loss is
 convex in the scale). A book whose loss cannot be estimated (a held instrument without a complete
@@ -41,8 +43,7 @@ from typing import Annotated
 from crowe.dsl.fields import Section, fail, frac, window
 from crowe.stdlib._jax import jnp, lax
 from crowe.stdlib.component import Component, Need, stateless
-from crowe.stdlib.portfolio.covariance import ledoit_wolf
-from crowe.stdlib.risk import TOL, changed, largest_scale, normal_tail, split
+from crowe.stdlib.risk import TOL, changed, largest_scale, normal_tail, split, window_covariance
 
 Move = frac(-1.0, 10.0, what="move")
 
@@ -81,9 +82,7 @@ def _moves(s: Settings, ctx):
 
 def estimates(history, window: int):
     """What the losses read from the window: (complete [N], covariance [N, N], beta [N])."""
-    rows, age, last_bad, pos = history
-    complete = last_bad <= pos - window
-    cov, _ = ledoit_wolf(jnp.where(complete[None, :], rows, 0.0), age < window)
+    complete, cov = window_covariance(history, window)
     u = jnp.where(complete, 1.0, 0.0) / jnp.maximum(complete.sum(), 1)
     return complete, cov, cov @ u / jnp.maximum(u @ cov @ u, TOL)
 
@@ -119,7 +118,7 @@ def make(s: Settings):
 
         scale = lax.cond(jnp.any(locked & (fixed != 0)), searched, homogeneous, None)
         out = jnp.where(locked, inputs["w"], free * scale)
-        return {"w": out}, {"stress_cap": changed(inputs["w"], out)}
+        return {"w": out, "stress_loss": whole}, {"stress_cap": changed(inputs["w"], out)}
     return stateless(update)
 
 

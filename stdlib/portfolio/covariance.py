@@ -4,6 +4,23 @@
   covariance matrices": the sample covariance shrunk toward a scaled identity with the
   intensity that minimises the expected Frobenius loss (as scikit-learn's ``LedoitWolf``).
 * ``sample``: the sample covariance (``ddof = 1``).
+
+Ledoit-Wolf, with S the sample covariance (``ddof = 0``) of t centred rows x_k over n columns:
+
+    S* = delta mu I + (1 - delta) S,     mu = tr(S) / n,     delta = min(b2, d2) / d2,
+    d2 = ||S - mu I||_F^2 / n,           b2 = sum_k ||x_k x_k' - S||_F^2 / (t^2 n)
+
+The risk limits and the portfolio methods read one such covariance of a trailing window
+(`trailing`), over the instruments whose window is complete.
+
+>>> import jax, jax.numpy as jnp, numpy as np
+>>> jax.config.update("jax_enable_x64", True)   # as in the compiled step
+>>> x = np.random.default_rng(0).normal(0, 0.01, (60, 3))
+>>> cov, delta = jax.jit(ledoit_wolf)(x, jnp.ones(60, bool))
+>>> round(float(delta), 4)                      # scikit-learn's `ledoit_wolf` gives 0.6824
+0.6824
+>>> bool(np.isclose(np.trace(cov), np.trace(np.cov(x.T, ddof=0))))   # the trace is kept
+True
 """
 from __future__ import annotations
 
@@ -62,6 +79,15 @@ def estimate(settings: Covariance, history, usable):
     else:
         cov = sample(x, in_window)
     return jnp.where(usable[:, None] & usable[None, :], cov, jnp.eye(x.shape[1]))
+
+
+def trailing(history, window: int):
+    """(complete [N], the Ledoit-Wolf covariance [N, N] of the last ``window`` one-bar returns
+    of the instruments whose window is complete): the one shrunk covariance that the risk
+    limits (parametric VaR/ES, stress) and the portfolio methods share, identity rows and
+    columns for the other instruments, which do not count in the shrinkage target."""
+    ok = complete(Covariance(window=window), history)
+    return ok, estimate(Covariance(window=window), history, ok)
 
 
 def complete(settings: Covariance, history):
