@@ -4,6 +4,8 @@ side too often, each with its reason; by hand-checkable cases on the components 
 in one compiled backtest on a panel with a 50% jump and an instrument that flips every bar."""
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -129,6 +131,13 @@ def controlled():
     return sim.engine, panel, o
 
 
+@pytest.fixture(scope="module")
+def cancelled(controlled):
+    policy = copy.deepcopy(POLICY)
+    policy["execution"]["remainder"] = "cancel"
+    return simkit.Sim.of(policy, ["S0", "S1", "S2"]).run(controlled[1])
+
+
 def test_a_collar_refuses_a_50_percent_price_jump(controlled):
     eng, panel, o = controlled
     collared = (o["reasons"] & simkit.flag(eng, "price_collar")) != 0
@@ -145,6 +154,17 @@ def test_a_collar_refuses_a_50_percent_price_jump(controlled):
     assert sell < 0 and o["parent_qty"][JUMP, 0] == sell
     assert o["order_qty"][JUMP + 1, 0] == sell == o["fill_qty"][JUMP + 2, 0]
     assert o["positions"][-1, 0] == held + sell
+
+
+def test_under_cancel_the_parent_drops_the_refused_child(controlled, cancelled):
+    eng, panel, o = controlled
+    c = cancelled
+    np.testing.assert_array_equal(c["order_qty"][:JUMP + 1], o["order_qty"][:JUMP + 1])
+    np.testing.assert_array_equal(c["reasons"], o["reasons"])
+    # the refused sell is not sent again: the parent ended short of it, and the position held
+    # (its weight is back inside the drift band, so no rebalance reopens it)
+    assert (c["order_qty"][JUMP:, 0] == 0).all() and (c["fill_qty"][JUMP:, 0] == 0).all()
+    assert (c["positions"][JUMP:, 0] == o["positions"][JUMP, 0]).all()
 
 
 def test_an_instrument_flipping_side_three_times_in_six_bars_is_halted(controlled):
