@@ -5,13 +5,17 @@ in one compiled backtest on a panel with a 50% jump and an instrument that flips
 from __future__ import annotations
 
 import copy
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import simkit
+from paperkit import fixture as paperkit
 from crowe.stdlib.component import Ctx
 from crowe.stdlib.execution import flip_guard, price_collar
 
@@ -178,3 +182,182 @@ def test_an_instrument_flipping_side_three_times_in_six_bars_is_halted(controlle
     assert (q[27:] == 0).all() and (o["fill_qty"][28:, 2] == 0).all()
     assert (o["positions"][27:, 2] == o["positions"][27, 2]).all()   # its position is held
     assert not halted[:, :2].any()
+
+
+# -- parents through the artifact, in paper trading -----------------------------------------------
+# (tests/test_execution_step.py covers, on the source, TWAP on three seeded thin markets, carry
+# against cancel and the monthly book; tests/test_execution_paper.py a paper run of the source
+# killed while a parent is half worked. Here: the same through the signed artifact's engine, a
+# kill switch that flattens while parents are half worked, and the properties drawn by
+# hypothesis, all on one compiled program.)
+
+PT, PH, PCAP = 40, 4, 0.01
+PAPER_POLICY = paperkit.POLICY.replace(
+    "execution: {algo: market, participation_cap: 50%, max_orders_per_bar: 3}",
+    f"execution: {{algo: twap, horizon: {PH}, participation_cap: 1%, rebalance: {{every: 6}}}}"
+).replace("  position_max: 40%\n", "  position_max: 40%\n  drawdown:\n"
+          "    intraday: {max: 6%, action: flatten, cooldown: 1000d}\n")
+
+
+@pytest.fixture(scope="module")
+def artifact_run(tmp_path_factory):
+    """The policy's artifact (built and loaded as `crowe paper` loads it), and the source's
+    backtest on the same bars with its compiled runner."""
+    from crowe.compiler.export import build
+    from crowe.dsl.policy import check_bytes
+    from crowe.runtime.artifact import load_artifact
+    from crowe.runtime.backtest import backtest, make_runner
+    from crowe.runtime.bundled import universe_symbols
+    from crowe.runtime.data import load_bars
+    assert "twap" in PAPER_POLICY and "intraday" in PAPER_POLICY
+    d = tmp_path_factory.mktemp("artifact")
+    (d / "p.policy").write_text(PAPER_POLICY)
+    paperkit.write_data(d / "bars.parquet", PT)
+    result = check_bytes(PAPER_POLICY.encode(), str(d / "p.policy"))
+    assert result.ok, result.diagnostics
+    symbols, origin = universe_symbols(result.policy, None)
+    (d / "p.cpol").write_bytes(build(result.policy, PAPER_POLICY.encode(), symbols, origin))
+    art = load_artifact(str(d / "p.cpol")).engine
+    panel, _ = load_bars(d / "bars.parquet")
+    src = paperkit.engine(d / "p.policy")
+    runner = make_runner(src)
+    return d, art, backtest(src, panel.select(paperkit.SYMBOLS), runner=runner).out, \
+        (src, runner)
+
+
+@pytest.fixture(scope="module")
+def stopped(artifact_run, tmp_path_factory):
+    """A paper run of the artifact stopped (after its checkpoint) at a bar where a parent is half
+    worked: (state directory, that bar)."""
+    d, art, src, _ = artifact_run
+    seq = _half_worked(src)
+    state = tmp_path_factory.mktemp("stopped") / "state"
+    _paper(artifact_run, state).run(_feed(d), limit=seq + 1)
+    return state, seq
+
+
+def _paper(artifact_run, state):
+    """A paper runner of the artifact on one compiled program for the whole module (each runner
+    would compile its own, the same)."""
+    from crowe.runtime.backtest import make_bar_runner
+    from crowe.runtime.paper import loop
+    art = artifact_run[1]
+    if "one_bar" not in _PAPER:
+        _PAPER["one_bar"] = make_bar_runner(art)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "make_bar_runner", lambda engine: _PAPER["one_bar"])
+        return loop.PaperRunner(art, state, "digest")
+
+
+_PAPER: dict = {}
+
+
+def _feed(d):
+    from crowe.runtime.paper.feed import ReplayFeed
+    return ReplayFeed(str(d / "bars.parquet"), paperkit.SYMBOLS)
+
+
+def _half_worked(out) -> int:
+    """The first bar at which a parent has sent children, some filled, and has more to send."""
+    k = np.arange(len(out["parent_start"]))[:, None] - out["parent_start"]
+    mid = (out["parent_start"] >= 0) & (k >= 1) & (k <= PH - 2) & (out["order_qty"] != 0)
+    return int(np.flatnonzero(mid.any(1))[0])
+
+
+def test_paper_through_the_artifact_stopped_mid_parent_resumes_as_the_backtest(
+        artifact_run, stopped, tmp_path):
+    from crowe.runtime.paper import checkpoint as ck
+    from crowe.runtime.paper.journal import Journal, decision_digest
+    d, art, src, _ = artifact_run
+    state, seq = shutil.copytree(stopped[0], tmp_path / "state"), stopped[1]
+    carry, _ = ck.load(state, art.init_carry())
+    parent = {k: np.asarray(v) for k, v in carry["state"]["parent"].items()}
+    assert ((parent["remaining"] != 0) & (parent["remaining"] != parent["qty"])).any()
+    _paper(artifact_run, state).run(_feed(d))                       # the restart
+    records, _ = Journal(state).read()
+    assert len(records) == PT
+    for t, rec in enumerate(records):
+        assert rec["decision"] == decision_digest({k: src[k][t] for k in src}), t
+
+
+def test_a_kill_switch_flatten_leaves_no_parent_and_a_flat_book(artifact_run, stopped,
+                                                                 tmp_path):
+    from crowe.runtime.paper import checkpoint as ck
+    from crowe.runtime.paper import commands
+    from crowe.runtime.paper.journal import Journal
+    d, art, src, _ = artifact_run
+    state, seq = shutil.copytree(stopped[0], tmp_path / "state"), stopped[1]
+    commands.kill(str(state), flatten=True, reason="")
+    _paper(artifact_run, state).run(_feed(d))
+    records, _ = Journal(state).read()
+    book = paperkit.positions_by_bar(records)
+    assert book[seq].any()
+    volume = np.array([b.arrays()["volume"] for b in _feed(d)])[seq + 1:]
+    bound = paperkit.bars_to_flat_bound(book[seq], volume, PCAP)
+    flat = np.flatnonzero(~book.any(1) & (np.arange(PT) > seq))
+    assert len(flat) and flat[0] <= seq + bound, (flat[:1], seq + bound)
+    assert all(r["trading_state"] == "FLATTENING" for r in records[seq + 1:])
+    for t in range(seq + 1, PT):      # orders only toward zero, for what is left of a position
+        for sym, qty, _ in records[t]["orders"]:
+            assert qty == -book[t][paperkit.SYMBOLS.index(sym)], (t, sym, qty)
+    carry, _ = ck.load(state, art.init_carry())
+    parent = {k: np.asarray(v) for k, v in carry["state"]["parent"].items()}
+    assert (parent["remaining"] == 0).all() and (parent["start"] == -1).all()
+    assert not np.asarray(carry["state"]["positions"]).any()
+
+
+def thin_market(seed: int, vol: float, scale: float):
+    """Random walks (`vol` a bar) on volumes thin enough that children fill in part."""
+    rng = np.random.default_rng(seed)
+    close = simkit.random_walk(rng, PT, 4, vol=vol, start=50.0)
+    volume = rng.uniform(1e5, 1e6, (PT, 4)) * scale
+    return simkit.ohlc_panel(rng, close, volume=volume, symbols=list(paperkit.SYMBOLS))
+
+
+def check_parents(o, panel) -> tuple[int, bool]:
+    """Fills within the participation cap, each child on its parent's side and at most what is
+    left of it (carry: the quantity less the fills), and a flatten (the 6% intraday limit, held
+    for good) cancels every parent and reaches zero. Returns (children filled in part,
+    flattened)."""
+    from crowe.stdlib.states import FLATTENING
+    q, f, start, pos = o["order_qty"], o["fill_qty"], o["parent_start"], o["positions"]
+    assert (np.abs(f) <= np.floor(PCAP * panel.volume)).all()
+    filled, partial = {}, 0
+    for t, i in zip(*np.nonzero((q[:-1] != 0) & (start[:-1] >= 0))):
+        key, total = (i, start[t, i]), o["parent_qty"][t, i]
+        left = total - filled.get(key, 0.0)
+        assert np.sign(q[t, i]) == np.sign(total) and abs(q[t, i]) <= abs(left), (t, i)
+        filled[key] = filled.get(key, 0.0) + f[t + 1, i]
+        partial += 0 < abs(f[t + 1, i]) < abs(q[t, i])
+    flat = np.flatnonzero(o["trading_state"] == FLATTENING)
+    if len(flat):
+        f0 = flat[0]
+        assert (flat == np.arange(f0, PT)).all()
+        assert (start[f0:] == -1).all() and (o["parent_qty"][f0:] == 0).all()
+        bound = paperkit.bars_to_flat_bound(pos[f0], panel.volume[f0 + 1:], PCAP)
+        zero = np.flatnonzero(~pos[f0:].any(1))
+        assert (len(zero) and zero[0] <= bound) or PT - f0 <= bound
+    return partial, bool(len(flat))
+
+
+@settings(max_examples=5, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), vol=st.floats(0.03, 0.15), scale=st.floats(0.02, 0.2))
+def test_children_stay_within_the_remainder_fills_within_the_cap_and_flattens_finish(
+        artifact_run, seed, vol, scale):
+    from crowe.runtime.backtest import backtest
+    panel = thin_market(seed, vol, scale)
+    check_parents(backtest(artifact_run[3][0], panel, runner=artifact_run[3][1]).out, panel)
+
+
+def test_the_properties_are_not_vacuous(artifact_run):
+    """On these markets children fill in part, and the intraday limit flattens."""
+    from crowe.runtime.backtest import backtest
+    partial, flattened = [], []
+    for seed in range(2):
+        panel = thin_market(seed, 0.12, 0.1)
+        src, runner = artifact_run[3]
+        p, f = check_parents(backtest(src, panel, runner=runner).out, panel)
+        partial.append(p)
+        flattened.append(f)
+    assert all(partial) and any(flattened), (partial, flattened)
