@@ -1,7 +1,13 @@
 """Pre-trade controls (SEC 15c3-5, MiFID II RTS 6 art. 15): the price collar refuses a child
 priced too far from the last trade, and the repeated-order guard halts an instrument that flips
 side too often, each with its reason; by hand-checkable cases on the components under jit, and
-in one compiled backtest on a panel with a 50% jump and an instrument that flips every bar."""
+in one compiled backtest on a panel with a 50% jump and an instrument that flips every bar
+(with `remainder: carry` and `cancel`).
+
+Then parent orders through the signed artifact in paper trading: a run stopped while a parent
+is half worked resumes as the source backtest, a kill switch that flattens leaves no parent and
+a flat book, and on markets drawn by hypothesis children stay within their parent's remainder,
+fills within the participation cap, and a flatten cancels every parent and reaches zero."""
 from __future__ import annotations
 
 import copy
