@@ -28,14 +28,16 @@ order is refused and the instrument halted), then nothing more is sent:
 """
 from __future__ import annotations
 
-from crowe.dsl.fields import Section, positive_int, window
+from pydantic import field_validator
+
+from crowe.dsl.fields import Section, fail, positive_int, window
 from crowe.stdlib._jax import jnp
 from crowe.stdlib.component import Component, Transform
 
 from .price_collar import refuse
 
 NEVER = -(2**62)      # the bar of a flip that has not happened
-Window = window("`window`", least=2)
+Window = window("`window`")
 
 
 class Settings(Section):
@@ -43,6 +45,15 @@ class Settings(Section):
 
     max_flips: positive_int("`max_flips`", 100)
     window: Window
+
+    @field_validator("window")
+    @classmethod
+    def _two_bars(cls, v: int) -> int:
+        if v < 2:
+            raise fail("range", f"`window` must be at least 2 bars, found `{v}`",
+                       "a flip needs an order on each of two bars: count them over 2 bars or "
+                       "more")
+        return v
 
 
 def make(s: Settings):
