@@ -430,9 +430,12 @@ class StepBuilder:
         limit = jnp.where(flat, jnp.nan, limit)
         qty = jnp.where(halted, 0.0, qty)
         res, hits, rules_state = self.order_rules.update(
-            {"qty": qty, "price": price, "ok": ok, "ts": bar["ts"]}, state["orders"], self.ctx)
+            {"qty": qty, "price": price, "ok": ok, "ts": bar["ts"], "limit": limit,
+             "last_trade": state["last_close"], "flattening": flat}, state["orders"], self.ctx)
         reasons = reasons | self.flags(hits)
         qty = res.get("qty", qty)
+        if "refused" in res and ex.remainder == "cancel":   # pre-trade controls' refusals
+            P = parent.book(P, jnp.zeros(self.N), res["refused"], carry=False)
         limit = jnp.where(qty != 0, limit, jnp.nan)
         return qty, limit, reasons, {"orders": rules_state, "algo": algo_state,
                                      "parent": dict(P, child=qty), "rebalance": rstate}

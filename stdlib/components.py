@@ -11,6 +11,7 @@ from .detectors import (change_point, condition, crash_sentinel, data_gap, drift
 from .detectors import fragility
 from .execution import implementation_shortfall, limit, limit_ladder, market, order_size, pov, \
     throttle, twap, vwap
+from .execution import flip_guard, price_collar
 from .limits import from_peak, intraday, trailing_stop
 from .overlays import gross_cap, net_cap, position_cap, sector_cap, stress, tail_risk
 from .portfolio import hrp, kelly, mean_variance, min_variance, risk_parity
@@ -39,7 +40,7 @@ EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT, twap.COMPO
                       vwap.COMPONENT, pov.COMPONENT, implementation_shortfall.COMPONENT,
                       limit_ladder.COMPONENT)
 ORDER_RULES = _registry("order_rule", order_size.SHARES, order_size.NOTIONAL, throttle.PER_BAR,
-                        throttle.PER_MINUTE)
+                        throttle.PER_MINUTE, price_collar.COMPONENT, flip_guard.COMPONENT)
 
 REGISTRIES = (SIZING, PORTFOLIO, OVERLAYS, LIMITS, DETECTORS, EXECUTION, ORDER_RULES)
 

@@ -174,6 +174,7 @@ STRESS = plus(SECTORS, risk__sector_max=None,
               risk__stress={"max": "5%", "window": 60, "scenarios": {
                   "crash": {"market": "-20%"}, "panic": {"vol": 2},
                   "chips": {"sector": {"hardware": "-30%"}}}})
+FLIP = plus(compliance={"flip_guard": {"max_flips": 2, "window": 10}})
 SIZES = {m: plus(sizing={"method": m, **extra}) for m, extra in (
     ("vol_target", {"vol_target": "10%"}), ("equal", {}), ("inverse_vol", {}))}
 
@@ -422,6 +423,11 @@ VARIANTS = {
     "compliance.max_order_shares": (MIN, plus(compliance__max_order_shares=500), "changes"),
     "compliance.max_order_notional": (MIN, plus(compliance__max_order_notional=2e4),
                                       "changes"),
+    "compliance.price_collar": (MIN, plus(compliance__price_collar="3%"), "changes"),
+    "compliance.flip_guard.max_flips": (FLIP, plus(FLIP, compliance__flip_guard__max_flips=4),
+                                        "changes"),
+    "compliance.flip_guard.window": (FLIP, plus(FLIP, compliance__flip_guard__window=40),
+                                     "changes"),
 }
 FRAGILITY = plus(stand_down__fragility={"epsilon": "10bps", "max_change": "10%", "action": "halt",
                                         "cooldown": "2d"})
