@@ -38,6 +38,7 @@ class Execution(Section):
     costs: Costs = Costs()
     remainder: Literal["carry", "cancel"] = "carry"
     rebalance: Rebalance = Rebalance()
+    lot: Literal["whole", "fractional"] = "whole"
 
     def horizon_bars(self, bar_seconds: int) -> int:
         """The bars a parent order is worked over (1 for the algorithms without a horizon)."""
