@@ -421,6 +421,13 @@ VARIANTS = {
     "compliance.max_order_shares": (MIN, plus(compliance__max_order_shares=500), "changes"),
     "compliance.max_order_notional": (MIN, plus(compliance__max_order_notional=2e4),
                                       "changes"),
+    "execution[*].exits.stop_loss": (MIN, plus(execution__exits={"stop_loss": "3%"}),
+                                     "changes"),
+    "execution[*].exits.take_profit": (MIN, plus(execution__exits={"take_profit": "4%"}),
+                                       "changes"),
+    "execution[*].exits.trailing_stop": (MIN, plus(execution__exits={"trailing_stop": "2 atr"}),
+                                         "changes"),
+    "execution[*].lot": (MIN, plus(execution__lot="fractional"), "changes"),
 }
 
 # Identity and documentation: recorded in the artifact's manifest, read by no decision.
