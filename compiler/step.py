@@ -26,6 +26,9 @@ order:
    rebalance; a target that changes (in whole shares) opens a parent order, which the execution
    algorithm works by one child order a bar, through the order rules (size, notional,
    throttles), never on an invalid instrument; HALTED and FLATTENING cancel every parent.
+   The protective exits (`execution.exits`) set the stop and take-profit prices that rest with
+   the broker for the next bar; an exit the broker reports cancels its instrument's parent and
+   holds it flat until the next rebalance. Quantities are whole shares unless `lot: fractional`.
 
 Every instrument's decision carries reason flags (`reasons`) that say why it is what it is.
 """
