@@ -259,3 +259,4 @@ def test_bad_exits_are_refused_with_a_hint(text, problem):
     assert not result.ok
     text_out = " ".join(d.message + " " + str(d.help or "") for d in result.errors)
     assert problem in text_out, text_out
+
