@@ -6,7 +6,8 @@ An algorithm works one parent order per instrument (`crowe.stdlib.execution.pare
 it reads the parent's signed ``remaining`` shares, ``k`` (bars since the parent opened, 0 on its
 first bar), the parent's ``horizon`` in bars and the market estimates, and returns the next
 child order (``child``, signed shares) and its limit price (``limit``, NaN for a market order).
-The step rounds the child to whole shares toward zero and never lets it exceed the remainder.
+The step rounds the child to whole shares toward zero (not with ``lot: fractional``)
+and never lets it exceed the remainder.
 """
 from __future__ import annotations
 
