@@ -49,7 +49,7 @@ from .step import StepBuilder, Universe
 
 DEFAULT_CASH = 1e6
 BAR_FLOATS = ("open", "high", "low", "close", "volume", "fill_qty", "fill_price", "fill_cost",
-              "sent_qty")
+              "sent_qty", "exit_hit")
 _PACKAGE_FILES = ("dsl", "compiler", "stdlib")
 
 

@@ -28,6 +28,9 @@ order:
    rebalance; a target that changes (in whole shares) opens a parent order, which the execution
    algorithm works by one child order a bar, through the order rules (size, notional,
    throttles), never on an invalid instrument; HALTED and FLATTENING cancel every parent.
+   The protective exits (`execution.exits`) set the stop and take-profit prices that rest with
+   the broker for the next bar; an exit the broker reports cancels its instrument's parent and
+   holds it flat until the next rebalance. Quantities are whole shares unless `lot: fractional`.
 
 Every instrument's decision carries reason flags (`reasons`) that say why it is what it is.
 """
@@ -99,7 +102,7 @@ def market_config(pir: PolicyIR) -> mk.MarketConfig:
         borrow_bps_annual=ex.costs.borrow * 1e4,
         bars_per_year=bars_per_year(pir.policy.bar_seconds),
         financing_bps_annual=ex.costs.financing * 1e4, gross_max=risk.gross_max,
-        net_max=risk.net_max, position_max=risk.position_max)
+        net_max=risk.net_max, position_max=risk.position_max, lot=ex.lot)
 
 
 class StepBuilder:
@@ -115,8 +118,11 @@ class StepBuilder:
         self.ctx = Ctx(self.N, self.bpy, policy.horizon, universe.restricted, universe.can_short,
                        universe.sector_ids, universe.n_sectors, spec.risk.gross_max,
                        spec.risk.position_max, universe.sector_names, universe.symbols,
-                       bar_seconds=policy.bar_seconds)
+                       bar_seconds=policy.bar_seconds,
+                       fractional=spec.execution.lot == "fractional")
+        self.fractional = self.ctx.fractional
         used = active_components(spec)
+        self.exits = next((c.factory(s) for c, s in used if c.slot == "exit"), None)
         self.target = next((c.name, c.factory(s)) for c, s in used
                            if c.slot in ("sizing", "portfolio"))
         self.overlays = chain(*[(c.name, c.factory(s)) for c, s in used if c.slot == "overlay"])
@@ -167,7 +173,8 @@ class StepBuilder:
             "orders": self.order_rules.init(ctx), "algo": self.algo.init(ctx),
             "parent": parent.init(N),
             "rebalance": dict(rebalance.init(), target=jnp.zeros(N), scale=jnp.ones(N),
-                              pending=jnp.zeros(N, bool)),
+                              pending=jnp.zeros(N, bool), out=jnp.zeros(N, bool)),
+            "exits": self.exits.init(ctx) if self.exits else {},
             "limits": {n: t.init(ctx) for n, t in self.limits.items()},
             "rules": {n: t.init(ctx) for n, t in self.rules.items()},
             "limit_cd": {n: i(0) for n in self.limits},
@@ -192,11 +199,14 @@ class StepBuilder:
         mon = self.monitors(state, bar, ok, seen, E, vals, weights_of)
         w, reasons, seen_by_caps, tstate = self.targets(params, state, vals, ok, E, book,
                                                         last_close, mon)
+        ex, ex_hits, ex_state = self.protective_exits(state, bar, fields, book, holding)
+        reasons = reasons | self.flags(ex_hits)
         qty, limit, reasons, ostate = self.orders(state, bar, w, ok, E, book, last_close, mon,
-                                                  reasons, params, vals, impact)
+                                                  reasons, params, vals, impact, ex)
         new = dict(state, x=xstate, t=state["t"] + 1, seen=seen, cash=book.cash,
                    positions=book.positions, last_close=last_close, equity=E, weights=w,
-                   impact=impact, holding=holding, **mon["state"], **tstate, **ostate)
+                   impact=impact, holding=holding, exits=ex_state, **mon["state"], **tstate,
+                   **ostate)
         value = book.positions * jnp.where(jnp.isfinite(last_close), last_close, 0.0)
         gross, net = jnp.abs(value).sum(), value.sum()
         ones = jnp.ones(self.N)
@@ -215,8 +225,21 @@ class StepBuilder:
             "kill_switch": mon["kill"], **mon["stats"],
             "parent_qty": ostate["parent"]["qty"], "parent_start": ostate["parent"]["start"],
             "arrival": ostate["parent"]["arrival"],
+            "stop_price": ex["stop"], "take_price": ex["take"],
         }
         return new, decision
+
+    def protective_exits(self, state, bar, fields, book, holding):
+        """The protective exits (`execution.exits`, `crowe.stdlib.exits`): the stop and take
+        prices resting for the next bar, and the exit the broker reports for this one."""
+        nan = jnp.full(self.N, jnp.nan, jnp.float64)
+        hit = jnp.where(jnp.isfinite(bar["exit_hit"]), bar["exit_hit"], 0.0)
+        if self.exits is None:
+            no = jnp.zeros(self.N, bool)
+            return {"stop": nan, "take": nan, "exited": no, "closing": no}, {}, {}
+        inputs = {"pos": book.positions, "prev_pos": state["positions"],
+                  "entry": holding["entry"], "hit": hit, "bar": fields}
+        return self.exits.update(inputs, state["exits"], self.ctx)
 
     def book(self, state, bar, ok):
         fq = jnp.where(jnp.isfinite(bar["fill_qty"]), bar["fill_qty"], 0.0)
@@ -375,43 +398,55 @@ class StepBuilder:
 
     # -- orders ---------------------------------------------------------------------------
 
-    def rebalance(self, state, params, w, ok, E, price, mon, ts):
+    def rebalance(self, state, params, w, ok, E, price, mon, ts, exited):
         """The target of each instrument in whole shares, and the new rebalance state. At a
         rebalance the target is the one just computed; in between, it is the target of the last
         rebalance, scaled when a `reduce` action's scale has changed since and zero when a
         stand-down rule excludes the instrument (limits and rules act at every bar; HALTED and
         FLATTENING cancel the parents, and a rebalance that falls while they are in force is
-        taken at the first bar after them)."""
+        taken at the first bar after them). An instrument closed by a protective exit is held
+        at zero until the next rebalance: with a schedule (`every`) the drift test does not
+        reopen it before then."""
         s = self.pir.spec.execution.rebalance
         rs = state["rebalance"]
         warm = state["t"] >= self.warmup(params)
         scheduled, new = rebalance.due(s, self.pir.policy.bar_seconds, rs, ts, warm)
-        fresh = jnp.trunc(w * E / price)
+        fresh = mk.lots(w * E / price, self.fractional)
         rb = jnp.broadcast_to(scheduled, (self.N,))
+        out = rs["out"] | exited
         if s.drift is not None:
-            held_w = jnp.where(E > 0, rs["target"] * price / E, 0.0)
-            rb = rb | (jnp.abs(w - held_w) > s.drift)
+            held_w = jnp.where(E > 0, jnp.where(out, 0.0, rs["target"]) * price / E, 0.0)
+            drifted = jnp.abs(w - held_w) > s.drift
+            rb = rb | (drifted & ~out if s.every is not None else drifted)
         level = mon["trading_state"]
         stopped = (level == HALTED) | (level == FLATTENING)
         rb, pending = (rb | rs["pending"]) & ~stopped, (rb | rs["pending"]) & stopped
         scale = mon["scale"]
-        rescaled = jnp.trunc(jnp.where(rs["scale"] > 0, rs["target"] / rs["scale"], 0.0) * scale)
+        rescaled = mk.lots(jnp.where(rs["scale"] > 0, rs["target"] / rs["scale"], 0.0) * scale,
+                           self.fractional)
         held = jnp.where(scale == rs["scale"], rs["target"], rescaled)
-        held = jnp.where(mon["exclude"], 0.0, held)
+        held = jnp.where(mon["exclude"] | out, 0.0, held)
         take = rb & ok & jnp.isfinite(fresh)
         target = jnp.where(take, fresh, held)
-        return target, dict(new, target=jnp.where(take, fresh, rs["target"]),
-                            scale=jnp.where(take, scale, rs["scale"]), pending=pending)
+        kept = jnp.where(out, 0.0, rs["target"])
+        return target, dict(new, target=jnp.where(take, fresh, kept),
+                            scale=jnp.where(take, scale, rs["scale"]), pending=pending,
+                            out=out & ~take)
 
-    def orders(self, state, bar, w, ok, E, book, last_close, mon, reasons, params, vals, impact):
+    def orders(self, state, bar, w, ok, E, book, last_close, mon, reasons, params, vals, impact,
+               exits):
         """Parent orders toward the targets, worked by the execution algorithm's child orders
-        (`crowe.stdlib.execution.parent`), then the order rules (size, notional, throttles)."""
+        (`crowe.stdlib.execution.parent`), then the order rules (size, notional, throttles). A
+        protective exit cancels its instrument's parent; the shares an exit left (the
+        participation cap bound it) are sent as market orders until flat."""
         ex, level, pos = self.pir.spec.execution, mon["trading_state"], book.positions
         fq = jnp.where(jnp.isfinite(bar["fill_qty"]), bar["fill_qty"], 0.0)
         sent = jnp.where(jnp.isfinite(bar["sent_qty"]), bar["sent_qty"], 0.0)
         P = parent.book(state["parent"], fq, sent, ex.remainder == "carry")
+        P = parent.cancel(P, exits["exited"], jnp.zeros(self.N))
         price = jnp.where(ok, last_close, jnp.nan)
-        target, rstate = self.rebalance(state, params, w, ok, E, price, mon, bar["ts"])
+        target, rstate = self.rebalance(state, params, w, ok, E, price, mon, bar["ts"],
+                                        exits["exited"])
         target = jnp.where(ok & jnp.isfinite(target), target, P["target"])
         P = parent.open_new(P, target, pos, state["t"], price, self.horizon, ok)
         flat, halted = level == FLATTENING, level == HALTED
@@ -424,10 +459,12 @@ class StepBuilder:
                   **{k: vals["signal"][k] * ones for k in ("mu", "sigma", "prob_edge")}}
         res, hits, algo_state = self.algo.update(inputs, state["algo"], self.ctx)
         reasons = reasons | self.flags(hits)
-        qty = jnp.where(ok, parent.clip_child(res["child"], P["remaining"]), 0.0)
+        qty = jnp.where(ok, parent.clip_child(res["child"], P["remaining"], self.fractional),
+                        0.0)
         limit = res["limit"]
-        qty = jnp.where(flat, jnp.where(ok, -pos, 0.0), qty)
-        limit = jnp.where(flat, jnp.nan, limit)
+        close_out = flat | exits["closing"]
+        qty = jnp.where(close_out, jnp.where(ok, -pos, 0.0), qty)
+        limit = jnp.where(close_out, jnp.nan, limit)
         qty = jnp.where(halted, 0.0, qty)
         res, hits, rules_state = self.order_rules.update(
             {"qty": qty, "price": price, "ok": ok, "ts": bar["ts"], "limit": limit,

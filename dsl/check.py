@@ -1125,7 +1125,7 @@ def active_components(spec) -> list[tuple[Component, object]]:
         if settings is not None:
             tag = getattr(settings, "method", None) or getattr(settings, "algo", None)
             out.append((registry[tag], settings))
-    for registry in (reg.OVERLAYS, reg.LIMITS, reg.ORDER_RULES):
+    for registry in (reg.OVERLAYS, reg.LIMITS, reg.ORDER_RULES, reg.EXITS):
         for c in registry:
             settings = _at(spec, c.path)
             if settings is not None:

@@ -69,6 +69,14 @@ _READERS = {
         "type": "array", "minItems": 2, "maxItems": 2,
         "items": {"anyOf": [{"type": "number"}, {"type": "string", "pattern": FRACTION_TEXT}]},
         "description": "`[low, high]`, two fractions such as `[-10%, 10%]`"},
+    "_distance": lambda f: {"anyOf": [{"type": "number", "exclusiveMinimum": 0,
+                                       "exclusiveMaximum": 1},
+                                      {"type": "string", "pattern": FRACTION_TEXT},
+                                      {"type": "string", "pattern":
+                                       r"^\s*[0-9.eE+-]+\s*atr\s*(\(\s*[0-9]+\s*\))?\s*$"}],
+                            "description": "an exit distance: a fraction such as `5%`, or a "
+                                           "multiple of the average true range such as `3 atr` "
+                                           "or `3 atr(20)`"},
     "_money": lambda f: {"type": "number", "exclusiveMinimum": 0,
                          "description": "a positive amount such as `1e6`"},
     "_expr": lambda f: {"type": ["string", "number", "boolean"],

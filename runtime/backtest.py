@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from .engine import DETECTOR, OVERLAY, Engine, panel_bars
 from .metrics import compute_metrics
-from .trades import panel_trades, trade_metrics
+from .trades import EXIT_REASONS, exit_metrics, panel_trades, trade_metrics
 
 
 @dataclass
@@ -225,8 +225,11 @@ def backtest(engine: Engine, panel, params: dict | None = None, runner: Runner |
     metrics = compute_metrics(out["equity"], out["gross"] * out["equity"],
                               out["net"] * out["equity"], out["traded_notional"],
                               out["costs"] + out["borrow"], engine.bars_per_year)
-    metrics.update(trade_metrics(panel_trades(out["fill_qty"], out["fill_price"],
-                                              out["fill_cost"], engine.symbols)))
+    trades = panel_trades(out["fill_qty"], out["fill_price"], out["fill_cost"], engine.symbols,
+                          out["reasons"], engine.reasons)
+    metrics.update(trade_metrics(trades))
+    if any(r in engine.reasons for r in EXIT_REASONS):     # a policy with protective exits
+        metrics.update(exit_metrics(trades))
     metrics.update(tca_metrics(tca_columns(out)))
     return BacktestResult(engine, np.asarray(panel.ts)[start:], out, metrics, carry, start)
 

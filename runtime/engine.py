@@ -32,7 +32,7 @@ RECORD = ("equity", "cash", "gross", "net", "trading_state", "portfolio_reasons"
 DETECTOR = "detector:"          # a detector's statistic per bar: `detector:<rule>.<name>`
 OVERLAY = "overlay:"            # what a risk overlay saw per bar: `overlay:<limit>.<name>`
 RECORD_N = ("weights", "order_qty", "limit_price", "positions", "reasons", "mu", "sigma",
-            "prob_edge", "parent_qty", "parent_start", "arrival")
+            "prob_edge", "parent_qty", "parent_start", "arrival", "stop_price", "take_price")
 
 
 class ParamError(ValueError):
@@ -89,21 +89,27 @@ class Engine:
         N = len(self.symbols)
         return {"state": self.init_state(), "qty": jnp.zeros(N),
                 "limit": jnp.full(N, jnp.nan, jnp.float64),
+                "stop": jnp.full(N, jnp.nan, jnp.float64),
+                "take": jnp.full(N, jnp.nan, jnp.float64),
                 "adv": jnp.full(N, jnp.nan, jnp.float64),
                 "vol": jnp.full(N, jnp.nan, jnp.float64)}
 
     def bar_update(self, params: dict, carry: dict, bar: dict):
-        """One simulated bar: fill the previous orders on this bar, then decide."""
-        fills = mk.execute(self.cfg, mk.Orders(carry["qty"], carry["limit"]), bar["open"],
-                           bar["high"], bar["low"], bar["close"], bar["volume"], bar["valid"],
-                           carry["adv"], carry["vol"],
-                           mk.Book(carry["state"]["cash"], carry["state"]["positions"]),
-                           carry["state"]["last_close"])
+        """One simulated bar: fill the previous orders and protective exits on this bar, then
+        decide."""
+        fills, hit = mk.execute_with_exits(
+            self.cfg, mk.Orders(carry["qty"], carry["limit"]), mk.Exits(carry["stop"],
+                                                                        carry["take"]),
+            bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"], bar["valid"],
+            carry["adv"], carry["vol"],
+            mk.Book(carry["state"]["cash"], carry["state"]["positions"]),
+            carry["state"]["last_close"])
         cost = fills.commission + fills.spread + fills.impact
         full = dict(bar, fill_qty=fills.qty, fill_price=fills.price, fill_cost=cost,
-                    sent_qty=carry["qty"])
+                    sent_qty=carry["qty"], exit_hit=hit.astype(jnp.float64))
         state, d = self.step(params, carry["state"], full)
         carry = {"state": state, "qty": d["order_qty"], "limit": d["limit_price"],
+                 "stop": d["stop_price"], "take": d["take_price"],
                  "adv": d["adv"], "vol": d["vol"]}
         out = {k: d[k] for k in RECORD + RECORD_N}
         out.update({k: v for k, v in d.items() if k.startswith((DETECTOR, OVERLAY)) or

@@ -15,6 +15,10 @@ For a closed trade with fills ``(q_i, p_i, c_i)`` (signed shares, price, cost):
 - ``entry_notional = sum(|q_i * p_i|)`` over the fills that open or add to the position.
 - ``ret = pnl / entry_notional``: the return on the capital the trade put to work.
 - ``bars = exit bar - entry bar``: the holding time in bars.
+- ``exit_reason``: why it ended when a protective exit closed it (``stop_loss``,
+  ``take_profit`` or ``trailing_stop``: the reason flag of the bar of the exit's fill, which
+  may close only part of it when the participation cap binds), else ``""`` (the targets took
+  it to zero). ``exit_metrics`` counts the closed trades by it.
 
 Statistics over the closed trades (``trade_metrics``)::
 
@@ -57,6 +61,7 @@ class Trade:
     entry_notional: float = 0.0
     cash: float = 0.0             # -sum(q p) - sum(c) so far
     position: float = 0.0
+    exit_reason: str = ""         # the protective exit that closed it, if one did
 
     @property
     def closed(self) -> bool:
@@ -76,15 +81,18 @@ class Trade:
 
 
 def round_trips(bar: Sequence[int], instrument: Sequence[int], qty, price, cost,
-                symbols: Sequence[str]) -> list[Trade]:
+                symbols: Sequence[str], exit_reason: Sequence[str] | None = None) -> list[Trade]:
     """The trades made by the fills ``(bar, instrument, qty, price, cost)``, given in time
-    order; ``instrument`` indexes ``symbols``. Every position starts flat. Closed trades come
-    in the order they opened, then the open ones."""
+    order; ``instrument`` indexes ``symbols``; ``exit_reason`` (one per fill, ``""`` for none)
+    names the protective exit a fill was. Every position starts flat. Closed trades come in the
+    order they opened, then the open ones."""
     book: dict[int, Trade] = {}
     done: list[Trade] = []
-    for t, j, q, p, c in zip(np.asarray(bar).tolist(), np.asarray(instrument).tolist(),
-                             np.asarray(qty, float).tolist(), np.asarray(price, float).tolist(),
-                             np.asarray(cost, float).tolist()):
+    why = [""] * len(np.asarray(qty)) if exit_reason is None else list(exit_reason)
+    for t, j, q, p, c, r in zip(np.asarray(bar).tolist(), np.asarray(instrument).tolist(),
+                                np.asarray(qty, float).tolist(),
+                                np.asarray(price, float).tolist(),
+                                np.asarray(cost, float).tolist(), why):
         if q == 0:
             continue
         held = book.get(j)
@@ -96,6 +104,7 @@ def round_trips(bar: Sequence[int], instrument: Sequence[int], qty, price, cost,
         if held is None:
             held = book[j] = Trade(symbols[j], 1 if q > 0 else -1, t)
         _apply(held, t, q, p, c)
+        held.exit_reason = r or held.exit_reason    # an exit the cap split ends at the next bar
         if held.closed:
             done.append(book.pop(j))
     done.sort(key=lambda x: (x.entry_bar, x.symbol))
@@ -137,7 +146,29 @@ def _mean(values: np.ndarray) -> float:
 
 
 def panel_trades(fill_qty: np.ndarray, fill_price: np.ndarray, fill_cost: np.ndarray,
-                 symbols: Sequence[str]) -> list[Trade]:
-    """The trades of ``[T, N]`` fill arrays (a backtest's records): bar index ``t``."""
+                 symbols: Sequence[str], reasons: np.ndarray | None = None,
+                 names: Sequence[str] = ()) -> list[Trade]:
+    """The trades of ``[T, N]`` fill arrays (a backtest's records): bar index ``t``. With the
+    decisions' reason words ``reasons`` ``[T, N]`` and their flag names (`Engine.reasons`), a
+    fill on a bar flagged by a protective exit is that exit."""
     t, j = np.nonzero(np.asarray(fill_qty) != 0)
-    return round_trips(t, j, fill_qty[t, j], fill_price[t, j], fill_cost[t, j], symbols)
+    why = None
+    if reasons is not None:
+        bits = [(1 << names.index(r), r) for r in EXIT_REASONS if r in names]
+        words = np.asarray(reasons)[t, j].tolist()
+        why = [next((r for b, r in bits if w & b), "") for w in words]
+    return round_trips(t, j, fill_qty[t, j], fill_price[t, j], fill_cost[t, j], symbols, why)
+
+
+EXIT_REASONS = ("stop_loss", "take_profit", "trailing_stop")
+
+
+def exit_metrics(trades: Sequence[Trade]) -> dict[str, float]:
+    """Closed trades by the protective exit that ended them: ``exits_stop_loss``,
+    ``exits_take_profit``, ``exits_trailing_stop``.
+
+    >>> exit_metrics([Trade("A", 1, 0, 3, exit_reason="stop_loss"), Trade("B", 1, 0, 2)])
+    {'exits_stop_loss': 1.0, 'exits_take_profit': 0.0, 'exits_trailing_stop': 0.0}
+    """
+    closed = [x for x in trades if x.closed]
+    return {f"exits_{r}": float(sum(x.exit_reason == r for x in closed)) for r in EXIT_REASONS}

@@ -26,7 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
-SLOTS = ("sizing", "portfolio", "overlay", "limit", "detector", "execution", "order_rule")
+SLOTS = ("sizing", "portfolio", "overlay", "limit", "detector", "execution", "order_rule",
+         "exit")
 
 
 class Need(NamedTuple):
@@ -68,6 +69,7 @@ class Ctx(NamedTuple):
     sector_names: tuple[str, ...] = ()   # by sector id (the last: symbols without a sector)
     symbols: tuple[str, ...] = ()        # the universe's symbols, in the order of the arrays
     bar_seconds: int = 86_400        # the bar size, for components that read the calendar
+    fractional: bool = False         # `execution.lot: fractional`: quantities are not rounded
 
 
 class Transform(NamedTuple):

@@ -6,6 +6,7 @@ Adding a component is one file in its slot's folder plus one line here. The sche
 from __future__ import annotations
 
 from .component import Registry
+from .exits import protective
 from .detectors import (change_point, condition, crash_sentinel, data_gap, drift, loss_streak,
                         regime, vol_spike)
 from .detectors import fragility
@@ -42,7 +43,9 @@ EXECUTION = _registry("execution", market.COMPONENT, limit.COMPONENT, twap.COMPO
 ORDER_RULES = _registry("order_rule", order_size.SHARES, order_size.NOTIONAL, throttle.PER_BAR,
                         throttle.PER_MINUTE, price_collar.COMPONENT, flip_guard.COMPONENT)
 
-REGISTRIES = (SIZING, PORTFOLIO, OVERLAYS, LIMITS, DETECTORS, EXECUTION, ORDER_RULES)
+EXITS = _registry("exit", protective.COMPONENT)
+
+REGISTRIES = (SIZING, PORTFOLIO, OVERLAYS, LIMITS, DETECTORS, EXECUTION, ORDER_RULES, EXITS)
 
 # The market model's own estimators (`crowe.stdlib.market`): its square-root impact reads the
 # volatility of one-bar returns and the average volume over this many bars.

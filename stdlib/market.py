@@ -27,6 +27,7 @@ jax.config.update("jax_enable_x64", True)
 
 BPS = 1e-4
 PRICE_CONVENTIONS = ("open", "vwap")
+LOTS = ("whole", "fractional")
 _NON_NEGATIVE = ("commission_bps", "half_spread_bps", "impact_coef", "borrow_bps_annual",
                  "financing_bps_annual")
 _CAPS = ("gross_max", "net_max", "position_max")
@@ -43,13 +44,15 @@ class MarketConfig:
       half_spread_bps: half the bid-ask spread, paid on traded notional, in basis points.
       impact_coef: coefficient of the square-root impact model (see `execute`).
       participation_cap: largest fraction of the execution bar's volume filled per instrument,
-        in ``(0, 1]``, rounded down to whole shares.
+        in ``(0, 1]``, rounded down to whole shares (with ``lot="whole"``).
       carry_remainder: carry the unfilled part of an order to the next bar (True) or cancel it.
       borrow_bps_annual: annual borrow fee on the market value of short positions, in basis points.
       bars_per_year: bars in one year, to turn the annual borrow fee into a per-bar one.
       financing_bps_annual: annual rate charged on negative cash, in basis points.
       gross_max, net_max, position_max: caps that bind the book at every fill (see
         `bound_fills`), as fractions of equity; None for no cap.
+      lot: ``"whole"`` rounds every fill (and every cap in shares) toward zero to whole shares;
+        ``"fractional"`` does not round (crypto, FX).
 
     Raises:
       ValueError: for an unknown price convention or a negative, non-finite or out-of-range number.
@@ -67,8 +70,11 @@ class MarketConfig:
     gross_max: float | None = None
     net_max: float | None = None
     position_max: float | None = None
+    lot: str = "whole"
 
     def __post_init__(self):
+        if self.lot not in LOTS:
+            raise ValueError(f"lot must be one of {LOTS}, got {self.lot!r}")
         if self.price not in PRICE_CONVENTIONS:
             raise ValueError(f"price convention must be one of {PRICE_CONVENTIONS}, got {self.price!r}")
         for name in _NON_NEGATIVE:
@@ -84,6 +90,15 @@ class MarketConfig:
                 raise ValueError(f"{name} must be None or a finite number >= 0, got {v!r}")
         if not isinstance(self.carry_remainder, bool):
             raise ValueError(f"carry_remainder must be a bool, got {self.carry_remainder!r}")
+
+
+def lots(x, fractional: bool):
+    """Quantities in the lots traded: whole shares toward zero, or as they are (fractional).
+
+    >>> [float(v) for v in lots(jnp.array([2.7, -2.7]), False)], float(lots(jnp.array(2.7), True))
+    ([2.0, -2.0], 2.7)
+    """
+    return x if fractional else jnp.trunc(x)
 
 
 def _is_real(x) -> bool:
@@ -167,7 +182,7 @@ def execute(cfg: MarketConfig, orders: Orders, open, high, low, close, volume, v
     order_ok = jnp.isfinite(orders.qty) & ~jnp.isinf(orders.limit)
     qty = jnp.where(order_ok, orders.qty, 0.0)
     price, trades = _fill_price(cfg, orders.limit, qty, open, high, low, close)
-    cap = jnp.floor(cfg.participation_cap * jnp.where(valid_bar, volume, 0.0))   # whole shares
+    cap = lots(cfg.participation_cap * jnp.where(valid_bar, volume, 0.0), _frac(cfg))
     fills_here = valid_bar & has_estimate & trades & (qty != 0)
     filled = jnp.where(fills_here, jnp.sign(qty) * jnp.minimum(jnp.abs(qty), cap), 0.0)
     adv_ = jnp.where(has_estimate, adv, 1.0)
@@ -184,6 +199,77 @@ def execute(cfg: MarketConfig, orders: Orders, open, high, low, close, volume, v
     return Fills(filled, price, *costs, remaining)
 
 
+class Exits(NamedTuple):
+    """Protective exits resting with the broker for the next bar (`crowe.stdlib.exits`): a
+    ``stop`` and a ``take`` price per instrument, NaN for none."""
+
+    stop: jax.Array
+    take: jax.Array
+
+
+STOP_HIT, TAKE_HIT = 1, 2         # what `exit_fills` reports per instrument (0: no exit)
+
+
+def exit_fills(cfg: MarketConfig, exits: Exits, position, open, high, low, close, volume,
+               valid, adv, vol) -> tuple[Fills, jax.Array]:
+    """Fills the protective exits of the positions held at the start of the bar against the
+    bar's range, and says which fired (`STOP_HIT`, `TAKE_HIT`, 0).
+
+    For a long (a short is the mirror image: ``high >= S``, ``max(open, S)``; ``low <= T``,
+    ``min(open, T)``)::
+
+      stop S:   triggers if low  <= S,   price = min(open, S)   (the open when it gaps through)
+      take T:   triggers if high >= T,   price = max(open, T)
+      filled  = -sign(position) * min(|position|, cap),   cap = participation_cap * volume
+
+    When both trigger in one bar, the open decides if it lies beyond one of them (it is the
+    bar's first price); otherwise the stop is taken first, the conservative order (as
+    backtesting.py does: it queues stop-loss orders ahead of the others). The participation cap
+    binds an exit like any fill (in the lots of ``cfg.lot``); costs are those of `execute`. An
+    exit never adds exposure, so the caps of `bound_fills` never shrink it. Nothing fires on a
+    bar that `execute` would not fill.
+
+    >>> one = lambda x: jnp.array([x], dtype=jnp.float64)
+    >>> f, hit = exit_fills(MarketConfig(), Exits(one(95.0), one(110.0)), one(100.0), one(98.0),
+    ...                     one(111.0), one(94.0), one(97.0), one(1e6), jnp.array([True]),
+    ...                     one(1e6), one(0.02))
+    >>> float(f.qty[0]), float(f.price[0]), int(hit[0])     # both inside the range: the stop
+    (-100.0, 95.0, 1)
+    """
+    bar_ok = _bar_ok(open, high, low, close, volume, valid) & _positive(adv) & _positive(vol)
+    long = position > 0
+    stop_hit = jnp.isfinite(exits.stop) & jnp.where(long, low <= exits.stop, high >= exits.stop)
+    take_hit = jnp.isfinite(exits.take) & jnp.where(long, high >= exits.take, low <= exits.take)
+    take_at_open = take_hit & jnp.where(long, open >= exits.take, open <= exits.take)
+    use_take = take_hit & (~stop_hit | take_at_open)
+    fires = bar_ok & (position != 0) & (stop_hit | use_take)
+    level = jnp.where(use_take, exits.take, exits.stop)
+    worse = jnp.where(use_take, ~long, long)          # the side the open can fill beyond
+    price = jnp.where(worse, jnp.minimum(open, level), jnp.maximum(open, level))
+    cap = lots(cfg.participation_cap * jnp.where(bar_ok, volume, 0.0), _frac(cfg))
+    filled = jnp.where(fires, -jnp.sign(position) * jnp.minimum(jnp.abs(position), cap), 0.0)
+    price = jnp.where(filled != 0, price, 0.0)
+    adv_, vol_ = jnp.where(bar_ok, adv, 1.0), jnp.where(bar_ok, vol, 0.0)
+    hit = jnp.where(filled != 0, jnp.where(use_take, TAKE_HIT, STOP_HIT), 0)
+    return Fills(filled, price, *_costs(cfg, filled, price, adv_, vol_),
+                 jnp.zeros_like(filled)), hit
+
+
+def execute_with_exits(cfg: MarketConfig, orders: Orders, exits: Exits, open, high, low, close,
+                       volume, valid, adv, vol, book: Book, mark) -> tuple[Fills, jax.Array]:
+    """One bar of the broker: the protective exits of the book first (`exit_fills`), then
+    `execute` on the book after them for the instruments whose exit did not fire. An exit and
+    the instrument's child order are one-cancels-the-other: on the bar an exit fires, the child
+    is not filled. Returns the fills (one per instrument) and `exit_fills`' report. With no exit
+    set (all NaN) the fills are those of `execute`, bit for bit."""
+    ex, hit = exit_fills(cfg, exits, book.positions, open, high, low, close, volume, valid,
+                         adv, vol)
+    fired = hit != 0
+    rest = execute(cfg, Orders(jnp.where(fired, 0.0, orders.qty), orders.limit), open, high,
+                   low, close, volume, valid, adv, vol, apply_fills(book, ex), mark)
+    return Fills(*(jnp.where(fired, a, b) for a, b in zip(ex, rest))), hit
+
+
 def bound_fills(cfg: MarketConfig, book: Book, filled, price, costs):
     """Shrink the fills that add exposure so that the book after them meets the caps, valued at
     the fill prices (``price``: the fill price, or the mark of an instrument that does not
@@ -194,7 +280,7 @@ def bound_fills(cfg: MarketConfig, book: Book, filled, price, costs):
 
     where ``q' = q + f`` are the positions after the fills. A fill that only reduces a position
     is never shrunk; the part of a fill that adds exposure is scaled, in whole shares toward
-    zero. A position above a cap before the fill (moved there by prices) is not forced down here:
+    zero (``lot="whole"``) or exactly (``"fractional"``). A position above a cap before the fill (moved there by prices) is not forced down here:
     the step's next orders do that.
 
     >>> cfg = MarketConfig(gross_max=1.0)
@@ -211,7 +297,8 @@ def bound_fills(cfg: MarketConfig, book: Book, filled, price, costs):
     kept = jnp.where(same, jnp.sign(pos) * jnp.minimum(jnp.abs(pos), jnp.abs(new)), 0.0)
     add = new - kept                                  # the part of each fill adding exposure
     if cfg.position_max is not None:
-        most = jnp.floor(cfg.position_max * jnp.maximum(E, 0.0) / jnp.where(p > 0, p, 1.0))
+        most = lots(cfg.position_max * jnp.maximum(E, 0.0) / jnp.where(p > 0, p, 1.0),
+                    _frac(cfg))
         room = jnp.maximum(most - jnp.abs(kept), 0.0)
         add = jnp.sign(add) * jnp.minimum(jnp.abs(add), jnp.where(p > 0, room, 0.0))
     if cfg.gross_max is not None:
@@ -223,7 +310,11 @@ def bound_fills(cfg: MarketConfig, book: Book, filled, price, costs):
         s_up = _shrink(cfg.net_max * E - base - jnp.sum(down * p), jnp.sum(up * p))
         s_down = _shrink(cfg.net_max * E + base + jnp.sum(up * p), -jnp.sum(down * p))
         add = jnp.where(add > 0, add * s_up, add * s_down)
-    return kept + jnp.trunc(add) - pos
+    return kept + lots(add, _frac(cfg)) - pos
+
+
+def _frac(cfg: MarketConfig) -> bool:
+    return cfg.lot == "fractional"
 
 
 def _shrink(room, used):

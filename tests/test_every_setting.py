@@ -428,6 +428,13 @@ VARIANTS = {
                                         "changes"),
     "compliance.flip_guard.window": (FLIP, plus(FLIP, compliance__flip_guard__window=40),
                                      "changes"),
+    "execution[*].exits.stop_loss": (MIN, plus(execution__exits={"stop_loss": "3%"}),
+                                     "changes"),
+    "execution[*].exits.take_profit": (MIN, plus(execution__exits={"take_profit": "4%"}),
+                                       "changes"),
+    "execution[*].exits.trailing_stop": (MIN, plus(execution__exits={"trailing_stop": "2 atr"}),
+                                         "changes"),
+    "execution[*].lot": (MIN, plus(execution__lot="fractional"), "changes"),
 }
 FRAGILITY = plus(stand_down__fragility={"epsilon": "10bps", "max_change": "10%", "action": "halt",
                                         "cooldown": "2d"})

@@ -6,7 +6,8 @@ An algorithm works one parent order per instrument (`crowe.stdlib.execution.pare
 it reads the parent's signed ``remaining`` shares, ``k`` (bars since the parent opened, 0 on its
 first bar), the parent's ``horizon`` in bars and the market estimates, and returns the next
 child order (``child``, signed shares) and its limit price (``limit``, NaN for a market order).
-The step rounds the child to whole shares toward zero and never lets it exceed the remainder.
+The step rounds the child to whole shares toward zero (not with ``lot: fractional``)
+and never lets it exceed the remainder.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class Execution(Section):
     costs: Costs = Costs()
     remainder: Literal["carry", "cancel"] = "carry"
     rebalance: Rebalance = Rebalance()
+    lot: Literal["whole", "fractional"] = "whole"
 
     def horizon_bars(self, bar_seconds: int) -> int:
         """The bars a parent order is worked over (1 for the algorithms without a horizon)."""

@@ -27,7 +27,9 @@ def make_shares(most: int):
 def make_notional(most: float):
     def update(inputs, ctx):
         price = jnp.where(inputs["ok"], inputs["price"], 1.0)
-        return _clip(inputs["qty"], jnp.floor(most / price))
+        shares = most / price
+        return _clip(inputs["qty"], shares if getattr(ctx, "fractional", False) else
+                     jnp.floor(shares))
     return stateless(update)
 
 

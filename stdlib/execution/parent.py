@@ -71,8 +71,10 @@ def cancel(p: dict, mask, target) -> dict:
                 target=jnp.where(mask, target, p["target"]))
 
 
-def clip_child(child, remaining):
-    """Whole shares toward zero, on the remainder's side, never more than the remainder."""
-    c = jnp.trunc(jnp.where(jnp.isfinite(child), child, 0.0))
+def clip_child(child, remaining, fractional: bool = False):
+    """Whole shares toward zero (unrounded with `lot: fractional`), on the remainder's side,
+    never more than the remainder."""
+    c = jnp.where(jnp.isfinite(child), child, 0.0)
+    c = c if fractional else jnp.trunc(c)
     c = jnp.where(jnp.sign(c) == jnp.sign(remaining), c, 0.0)
     return jnp.sign(remaining) * jnp.minimum(jnp.abs(c), jnp.abs(remaining))

@@ -44,7 +44,8 @@ class Settings(Execution):
 def make(s: Settings):
     def update(inputs, ctx):
         rem, adv = inputs["remaining"], inputs["adv"]
-        most = jnp.floor(s.participation * jnp.where(jnp.isfinite(adv), adv, 0.0))
+        most = s.participation * jnp.where(jnp.isfinite(adv), adv, 0.0)
+        most = most if s.lot == "fractional" else jnp.floor(most)
         return market(jnp.sign(rem) * jnp.minimum(jnp.abs(rem), most)), {}
     return stateless(update)
 
