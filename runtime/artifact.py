@@ -62,7 +62,8 @@ def engine_from(verified: VerifiedArtifact, cash: float = 1e6) -> Engine:
     cash = jnp.asarray(float(cash), jnp.float64)
     return Engine(m["policy"]["name"], m["policy"]["version"], symbols, cfg,
                   float(m["bars_per_year"]), tuple(m["reasons"]), specs, int(m["warmup"]),
-                  lambda: init.call(cash), step.call)
+                  lambda: init.call(cash), step.call, int(m["universe"]["bar_seconds"]),
+                  m["universe"].get("calendar"))
 
 
 def _check_shapes(path: str, step, n: int) -> None:
