@@ -46,7 +46,7 @@ def compiled(name: str) -> bytes:
 def panel(name: str):
     policy, _ = checked(name)
     listed = policy.spec.universe.symbols
-    p, _ = load_bars(default_data(listed))
+    p, _ = load_bars(default_data(listed, int(policy.bar_seconds)))
     return p if listed == "from_data" else p.select(listed)
 
 

@@ -150,7 +150,7 @@ def _window(name):
 
 def _bar_by_bar(engine, p) -> dict:
     one, carry, params = make_bar_runner(engine), engine.init_carry(), engine.params()
-    bars, outs = to_numpy(panel_bars(p)), []
+    bars, outs = to_numpy(panel_bars(p, engine)), []
     for t in range(p.T):
         carry, out = one(params, carry, {k: v[t] for k, v in bars.items()})
         outs.append(out)
