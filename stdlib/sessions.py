@@ -58,9 +58,12 @@ def names() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=32)
 def _calendar(name: str, start: str, end: str):
+    import warnings
     import exchange_calendars as xc
     try:
-        return xc.get_calendar(name, start=start, end=end)
+        with warnings.catch_warnings():   # the package's own deprecation warnings of pandas
+            warnings.simplefilter("ignore")
+            return xc.get_calendar(name, start=start, end=end)
     except Exception as e:  # noqa: BLE001 - the package's own message says which bound
         raise SessionError(f"the `{name}` calendar cannot cover {start} to {end}: {e}") \
             from None
@@ -69,7 +72,10 @@ def _calendar(name: str, start: str, end: str):
 @functools.lru_cache(maxsize=32)
 def _schedule(name: str, start: str, end: str):
     """(labels in days, open, break start, break end, close in ns; -1 where no break)."""
-    s = _calendar(name, start, end).schedule
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = _calendar(name, start, end).schedule
 
     def ns(col):
         v = s[col]
@@ -146,10 +152,9 @@ def clock(name: str, ts_ns, bar_seconds: int) -> dict:
         k = int(np.argmin(inside))
         when = np.datetime64(int(ts[k]), "ns").astype("datetime64[m]" if bar_seconds < 86_400
                                                        else "datetime64[D]")
-        what = ("is not one of its sessions" if bar_seconds >= 86_400 else
-                "lies outside its sessions (intraday bars are stamped at the time they open, "
-                "in UTC)")
-        raise SessionError(f"bar {k} ({when} UTC) {what} of the `{name}` calendar; "
+        what = ("is not a session" if bar_seconds >= 86_400 else
+                "lies outside the sessions (an intraday bar is stamped at the time it opens)")
+        raise SessionError(f"bar {k} at {when} UTC {what} of the `{name}` calendar; "
                            f"{int((~inside).sum()):,} of {ts.size:,} bars are outside", k)
     return {"session": labels[i_ok].astype(np.int64), "session_left": left}
 

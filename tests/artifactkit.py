@@ -19,7 +19,7 @@ from crowe.runtime.data import load_bars
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ("cs_mom_v1", "xs_reversal_v1", "ts_trend_v1", "mv_sector_v1", "hrp_sleeve_v1",
-            "rp_book_v1")
+            "rp_book_v1", "intraday_twap_v1")
 
 
 def policy_path(name: str) -> Path:
