@@ -241,3 +241,29 @@ def test_the_example_annualises_by_the_calendar(example):
     r = e[1:] / e[:-1] - 1
     assert result.metrics["volatility"] == pytest.approx(
         np.std(r, ddof=1) * np.sqrt(engine.bars_per_year), rel=1e-9)
+
+
+def test_paper_replay_adds_the_session_fields_and_refuses_an_after_hours_bar(example, tmp_path):
+    """Paper trading on the hourly bars with one bar after the close (17:30 New York) slipped
+    in: that bar is refused, and every other decision is the backtest's, bit for bit."""
+    from crowe.runtime.paper.feed import ReplayFeed
+    from crowe.runtime.paper.journal import Journal, decision_digest
+    from paperkit.fixture import runtime_key, runtime_trust
+    engine, panel, _ = example
+    part = panel._take(slice(0, 60), slice(None))
+    late = ns("2024-08-06T21:30")
+    at = int(np.searchsorted(part.ts, late))
+    ts = np.insert(part.ts, at, late)
+    cols = {k: np.insert(getattr(part, k)[:, 0], at, getattr(part, k)[at - 1, 0])
+            for k in ("open", "high", "low", "close", "volume")}
+    path = tmp_path / "feed.parquet"
+    write_bars(path, ts.astype("datetime64[ns]"), ["AAPL"] * len(ts), cols["open"],
+               cols["high"], cols["low"], cols["close"], cols["volume"])
+    summary = PaperRunner(engine, tmp_path / "state", "digest", signer=runtime_key(),
+                          trusted=runtime_trust(), max_ahead_ns=None).run(
+        ReplayFeed(str(path), ["AAPL"]))
+    assert summary.refused == 1 and summary.processed == part.T
+    ref = backtest(engine, part).out
+    records, _ = Journal(tmp_path / "state").read()
+    for t, rec in enumerate(records):
+        assert rec["decision"] == decision_digest({k: ref[k][t] for k in ref}), t
