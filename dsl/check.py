@@ -234,7 +234,13 @@ class Checker:
                            help=(f"{near} " if near else "") + "write an `exchange_calendars` name such as `XNYS` (New York), "
                            "`XLON` or `XTKS`, or remove it for UTC calendar days")
             return
-        r = sessions.regular(name, self.bar_seconds)
+        try:
+            r = sessions.regular(name, self.bar_seconds)
+        except sessions.SessionError as e:
+            self.diags.add("E0305", f"`{name}` cannot be used as a trading calendar",
+                           self.span("universe", "calendar"),
+                           help=f"{e}; choose another calendar")
+            return
         self.bar_seconds = BarSize(self.bar_seconds, name, r.session_bars, r.week_sessions,
                                    r.bars_per_year)
 

@@ -60,13 +60,18 @@ def names() -> tuple[str, ...]:
 def _calendar(name: str, start: str, end: str):
     import warnings
     import exchange_calendars as xc
-    try:
-        with warnings.catch_warnings():   # the package's own deprecation warnings of pandas
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():   # the package's own deprecation warnings of pandas
+        warnings.simplefilter("ignore")
+        try:
             return xc.get_calendar(name, start=start, end=end)
-    except Exception as e:  # noqa: BLE001 - the package's own message says which bound
-        raise SessionError(f"the `{name}` calendar cannot cover {start} to {end}: {e}") \
-            from None
+        except Exception:  # noqa: BLE001 - some calendars take only their own bounds
+            pass
+        try:
+            return xc.get_calendar(name)
+        except Exception as e:  # noqa: BLE001 - the package's own message says why
+            why = str(e) if len(str(e)) <= 160 else str(e)[:157] + "..."
+            raise SessionError(f"the `{name}` calendar cannot be built by exchange_calendars "
+                               f"({type(e).__name__}: {why})") from None
 
 
 @functools.lru_cache(maxsize=32)
@@ -75,7 +80,7 @@ def _schedule(name: str, start: str, end: str):
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = _calendar(name, start, end).schedule
+        s = _calendar(name, start, end).schedule.loc[start:end]
 
     def ns(col):
         v = s[col]
@@ -113,8 +118,10 @@ def regular(name: str, bar_seconds: int) -> Regular:
     sched = _schedule(name, *REFERENCE)
     counts = session_bars(sched, int(bar_seconds))
     values, freq = np.unique(counts, return_counts=True)
-    years = (np.datetime64(REFERENCE[1]) - np.datetime64(REFERENCE[0]) + 1) / \
-        np.timedelta64(1, "D") / 365.25
+    first, last = (np.datetime64(int(d), "D") for d in (sched[0][0], sched[0][-1]))
+    if (first, last) == tuple(np.datetime64(d) for d in REFERENCE) or len(sched[0]) == 0:
+        first, last = (np.datetime64(d) for d in REFERENCE)
+    years = ((last - first + 1) / np.timedelta64(1, "D")) / 365.25
     week = str(_calendar(name, *REFERENCE).weekmask)
     return Regular(int(values[np.argmax(freq)]), max(week.count("1"), 1),
                    float(counts.sum() / years))
