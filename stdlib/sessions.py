@@ -118,9 +118,9 @@ def regular(name: str, bar_seconds: int) -> Regular:
     sched = _schedule(name, *REFERENCE)
     counts = session_bars(sched, int(bar_seconds))
     values, freq = np.unique(counts, return_counts=True)
-    first, last = (np.datetime64(int(d), "D") for d in (sched[0][0], sched[0][-1]))
-    if (first, last) == tuple(np.datetime64(d) for d in REFERENCE) or len(sched[0]) == 0:
-        first, last = (np.datetime64(d) for d in REFERENCE)
+    first, last = (np.datetime64(d) for d in REFERENCE)
+    if len(sched[0]) and sched[0][0] > (first + 7).astype(np.int64):
+        first = np.datetime64(int(sched[0][0]), "D")  # a calendar that starts later
     years = ((last - first + 1) / np.timedelta64(1, "D")) / 365.25
     week = str(_calendar(name, *REFERENCE).weekmask)
     return Regular(int(values[np.argmax(freq)]), max(week.count("1"), 1),
