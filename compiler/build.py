@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from crowe.dsl import ast as A
 from crowe.dsl.check import CheckedPolicy
-from crowe.dsl.quantity import SECONDS
+from crowe.dsl.quantity import Duration
 from crowe.dsl.types import DIMENSIONLESS, PRICE, DType, Kind, Type
 from crowe.stdlib import bars
 from crowe.stdlib.registry import HOLDINGS
@@ -71,7 +71,7 @@ class Builder:
         if e.suffix == "bps":
             return v / 1e4
         if e.suffix is not None:
-            return int(v) * SECONDS[e.suffix] // self.p.bar_seconds
+            return Duration(int(v), e.suffix).bars(self.p.bar_seconds)
         return int(e.text) if e.is_int else v
 
     def name(self, e: A.Name) -> ir.Node:

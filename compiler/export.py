@@ -83,7 +83,8 @@ def specs(b: StepBuilder) -> tuple[dict, dict, dict]:
     N = b.N
     bar = {"ts": jax.ShapeDtypeStruct((), jnp.int64),
            "valid": jax.ShapeDtypeStruct((N,), jnp.bool_),
-           **{k: jax.ShapeDtypeStruct((N,), jnp.float64) for k in BAR_FLOATS}}
+           **{k: jax.ShapeDtypeStruct((N,), jnp.float64) for k in BAR_FLOATS},
+           **{k: jax.ShapeDtypeStruct((), jnp.int64) for k in b.session_inputs}}
     return sd(b.default_params()), jax.eval_shape(b.init_state), bar
 
 
@@ -149,7 +150,8 @@ def make_manifest(pir: PolicyIR, b: StepBuilder, members: dict[str, bytes], call
                       "xla_flags": os.environ.get("XLA_FLAGS", ""),
                       "calling_convention_version": calling},
         "universe": {"symbols": list(b.u.symbols), "symbols_from": symbols_from,
-                     "bar": str(spec.universe.bar), "bar_seconds": pir.policy.bar_seconds},
+                     "bar": str(spec.universe.bar), "bar_seconds": int(pir.policy.bar_seconds),
+                     "calendar": spec.universe.calendar},
         "params": [_param(pir, p) for p in pir.params],
         "bar_schema": _schema(bar_spec),
         "decision_schema": _schema(decision),

@@ -46,6 +46,7 @@ from crowe.stdlib import components as reg
 from crowe.stdlib import market as mk
 from crowe.stdlib.component import Ctx, chain
 from crowe.stdlib.execution import parent, rebalance
+from crowe.stdlib.sessions import utc_clock
 from crowe.stdlib.holdings import holdings_init, holdings_update, holdings_view
 from crowe.stdlib.states import ACTIVE, FLATTENING, HALTED, REDUCING, SEVERITY
 
@@ -60,7 +61,10 @@ ALGOS = tuple(reg.EXECUTION.names())
 
 
 def bars_per_year(bar_seconds: int) -> float:
-    """252 trading days; intraday bars count 6.5 trading hours a day."""
+    """The trading calendar's bars a year (`universe.calendar`); without one, 252 trading
+    days, and intraday bars count 6.5 trading hours a day."""
+    if getattr(bar_seconds, "bars_per_year", None) is not None:
+        return float(bar_seconds.bars_per_year)
     if bar_seconds >= 86_400:
         return 252.0 * 86_400 / bar_seconds
     return 252.0 * 23_400 / bar_seconds
@@ -131,6 +135,9 @@ class StepBuilder:
         self.algo_name = spec.execution.algo
         self.algo = reg.EXECUTION[self.algo_name].factory(spec.execution)
         self.horizon = spec.execution.horizon_bars(policy.bar_seconds)
+        # the calendar reaches the step as bar fields only (`crowe.stdlib.sessions`)
+        self.session_inputs = bars.SESSION if spec.universe.calendar is not None else ()
+        self.rest_of_session = spec.execution.rest_of_session(policy.bar_seconds)
         self.limits = {n: i.component.factory(i.settings) for n, i in policy.limits.items()}
         self.rules = {n: i.component.factory(i.settings) for n, i in policy.rules.items()}
         self.component_warmup = max([n.lookback for n in needs(spec)] + [0])
@@ -142,6 +149,13 @@ class StepBuilder:
             tuple(f"rule:{r}" for r in self.rules) + tuple(f"limit:{x}" for x in self.limits)
         if len(self.reasons) > 63:
             raise ValueError("too many gates and rules to explain in one 64-bit flag word")
+
+    def session(self, bar):
+        """(the bar's session, the bars left in the session its orders fill in): bar fields
+        from the calendar, or UTC calendar days without one."""
+        if self.session_inputs:
+            return bar["session"], bar["session_left"]
+        return utc_clock(bar["ts"], self.pir.policy.bar_seconds)
 
     def bit(self, name: str) -> int:
         return 1 << self.reasons.index(name)
@@ -274,6 +288,7 @@ class StepBuilder:
         policy = self.pir.policy
         prev_E = state["equity"]
         inputs = {"E": E, "prev_E": prev_E, "ts": bar["ts"], "ok": ok, "seen": seen,
+                  "session": self.session(bar)[0],
                   "est": vals["aux"], "r_eq": E / prev_E - 1.0,
                   "bar": {k: jnp.where(ok, bar[k], jnp.nan) for k in bars.FIELDS}}
         out = {"limits": {}, "rules": {}, "limit_cd": {}, "rule_cd": {}}
@@ -448,7 +463,8 @@ class StepBuilder:
         target, rstate = self.rebalance(state, params, w, ok, E, price, mon, bar["ts"],
                                         exits["exited"])
         target = jnp.where(ok & jnp.isfinite(target), target, P["target"])
-        P = parent.open_new(P, target, pos, state["t"], price, self.horizon, ok)
+        horizon = self.session(bar)[1] if self.rest_of_session else self.horizon
+        P = parent.open_new(P, target, pos, state["t"], price, horizon, ok)
         flat, halted = level == FLATTENING, level == HALTED
         P = parent.cancel(P, flat | halted, jnp.where(flat, 0.0, pos))
         ones = jnp.ones(self.N)

@@ -21,7 +21,7 @@ from . import ast as A
 from .diagnostics import Diagnostics, Label, closest_names, suggestion
 from .expr import format_expr, parse_expr, span_in
 from .portfolio_check import check_constraints, check_stress, exposure_features
-from .quantity import QuantityError, fraction
+from .quantity import BarSize, Duration, QuantityError, fraction
 from .schema import MAX_WINDOW, PolicySpec
 from .source import SourceFile, Span
 from .types import (BARS, DIMENSIONLESS, PRICE, SHARES, DType, Kind, Type, Unit)
@@ -220,6 +220,29 @@ class Checker:
                            help="write e.g. `bar: 1d`, `bar: 1h` or `bar: 5m`")
             return
         self.bar_seconds = bar.seconds
+        if self.spec.universe.calendar is not None:
+            self.check_calendar(self.spec.universe.calendar)
+
+    def check_calendar(self, name: str) -> None:
+        """A calendar of `exchange_calendars`; the bar size then converts days and weeks to
+        sessions and annualises by the calendar's bars a year (`crowe.stdlib.sessions`)."""
+        from crowe.stdlib import sessions
+        if name not in sessions.names():
+            near = self.suggest(name, sessions.names)
+            self.diags.add("E0305", f"`{name}` is not a trading calendar",
+                           self.span("universe", "calendar"),
+                           help=(f"{near} " if near else "") + "write an `exchange_calendars` name such as `XNYS` (New York), "
+                           "`XLON` or `XTKS`, or remove it for UTC calendar days")
+            return
+        try:
+            r = sessions.regular(name, self.bar_seconds)
+        except sessions.SessionError as e:
+            self.diags.add("E0305", f"`{name}` cannot be used as a trading calendar",
+                           self.span("universe", "calendar"),
+                           help=f"{e}; choose another calendar")
+            return
+        self.bar_seconds = BarSize(self.bar_seconds, name, r.session_bars, r.week_sessions,
+                                   r.bars_per_year)
 
     def check_params(self) -> None:
         for name, p in (self.spec.params or {}).items():
@@ -1054,13 +1077,12 @@ class Checker:
                            help="write a whole number of bars such as `20`, or a duration "
                            "such as `20d`")
             return False
-        secs = int(n.text) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[n.suffix]
-        if secs <= 0 or secs % self.bar_seconds:
+        bars = Duration(int(n.text), n.suffix).bars(self.bar_seconds)
+        if not bars:
             self.diags.add("E0702", f"`{format_expr(n)}` is not a whole number of bars", n.span,
                            help=f"the bar size is {self.spec.universe.bar if self.spec.universe else '1d'}; use a multiple of "
                            "it")
             return False
-        bars = secs // self.bar_seconds
         return self.window_bounds(n, bars, bars)
 
     def window_bounds(self, expr, default: int, hi: int):

@@ -85,15 +85,45 @@ class Duration:
         return None if self.unit == "bar" else self.count * SECONDS[self.unit]
 
     def bars(self, bar_seconds: int) -> int | None:
-        """Whole bars this duration spans, or None when it is not a whole number of bars."""
+        """Whole bars this duration spans, or None when it is not a whole number of bars. On
+        a trading calendar (`bar_seconds` a `BarSize` with sessions) a day is one session
+        and a week the calendar's sessions of a week: `1d` on hourly XNYS bars is 7 bars,
+        `1w` on its daily bars 5."""
         if self.unit == "bar":
             return self.count
+        per_session = getattr(bar_seconds, "session_bars", None)
+        if per_session is not None and self.unit in ("d", "w") and bar_seconds <= 86_400:
+            days = self.count * (bar_seconds.week_sessions if self.unit == "w" else 1)
+            return days * per_session
         if bar_seconds <= 0 or self.seconds % bar_seconds:
             return None
         return self.seconds // bar_seconds
 
     def __str__(self) -> str:
         return f"{self.count} bars" if self.unit == "bar" else f"{self.count}{self.unit}"
+
+
+class BarSize(int):
+    """A bar size in seconds (an `int` wherever one is read) that also carries the sessions of
+    the policy's trading calendar (`universe.calendar`), so that every duration converts
+    through it: `session_bars` (the bars of a regular session: `1d`), `week_sessions` (`1w`)
+    and `bars_per_year` (annualisation), all from the calendar."""
+
+    calendar: str | None
+    session_bars: int | None
+    week_sessions: int
+    bars_per_year: float | None
+
+    def __new__(cls, seconds: int, calendar: str | None = None, session_bars: int | None = None,
+                week_sessions: int = 7, bars_per_year: float | None = None) -> "BarSize":
+        self = super().__new__(cls, seconds)
+        self.calendar, self.session_bars = calendar, session_bars
+        self.week_sessions, self.bars_per_year = week_sessions, bars_per_year
+        return self
+
+    def __reduce__(self):
+        return (BarSize, (int(self), self.calendar, self.session_bars, self.week_sessions,
+                          self.bars_per_year))
 
 
 def fraction(value: object) -> float:

@@ -28,11 +28,12 @@ from .quantity import Duration
 # --------------------------------------------------------------------------------------------
 
 class Universe(Section):
-    """Which instruments trade, at which bar size."""
+    """Which instruments trade, at which bar size, on which trading calendar."""
 
     symbols: Literal["from_data"] | list[str] = "from_data"
     bar: Dur = Duration(1, "d")
     sectors: dict[str, str] | None = None
+    calendar: str | None = None      # an `exchange_calendars` name (the checker knows them)
 
     @field_validator("symbols")
     @classmethod

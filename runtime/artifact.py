@@ -59,10 +59,17 @@ def engine_from(verified: VerifiedArtifact, cash: float = 1e6) -> Engine:
                               f"{e}") from None
     symbols = tuple(m["universe"]["symbols"])
     _check_shapes(art.path, step, len(symbols))
+    calendar = m["universe"].get("calendar")
+    if calendar is not None:
+        from crowe.stdlib.sessions import names
+        if not isinstance(calendar, str) or calendar not in names():
+            raise ManifestInvalid(f"`{art.path}`: its calendar {calendar!r} is not one this "
+                                  "installation of exchange_calendars knows")
     cash = jnp.asarray(float(cash), jnp.float64)
     return Engine(m["policy"]["name"], m["policy"]["version"], symbols, cfg,
                   float(m["bars_per_year"]), tuple(m["reasons"]), specs, int(m["warmup"]),
-                  lambda: init.call(cash), step.call)
+                  lambda: init.call(cash), step.call, int(m["universe"]["bar_seconds"]),
+                  calendar)
 
 
 def _check_shapes(path: str, step, n: int) -> None:

@@ -220,7 +220,7 @@ def backtest(engine: Engine, panel, params: dict | None = None, runner: Runner |
         raise ValueError(f"start must be a bar index in [0, {panel.T}), got {start}")
     params = engine.params() if params is None else params
     runner = runner or make_runner(engine)
-    carry, out = runner(params, engine.init_carry(), panel_bars(panel), progress, quiet=start)
+    carry, out = runner(params, engine.init_carry(), panel_bars(panel, engine), progress, quiet=start)
     out = {k: v[start:] for k, v in out.items()}
     metrics = compute_metrics(out["equity"], out["gross"] * out["equity"],
                               out["net"] * out["equity"], out["traded_notional"],

@@ -54,6 +54,8 @@ class Engine:
     warmup: int
     init_state: Callable[[], dict]
     step: Callable                # step(params, state, bar) -> (state, decision), pure
+    bar_seconds: int = 86_400
+    calendar: str | None = None   # `universe.calendar`: the bars carry its session fields
 
     @classmethod
     def from_policy(cls, policy: CheckedPolicy, symbols, initial_cash: float = 1e6) -> "Engine":
@@ -61,7 +63,13 @@ class Engine:
         b = StepBuilder(pir, Universe.bind(pir, symbols), initial_cash)
         spec = policy.spec
         return cls(spec.policy, spec.version, b.u.symbols, b.cfg, b.bpy, b.reasons, pir.params,
-                   pir.warmup, b.init_state, b.step)
+                   pir.warmup, b.init_state, b.step, int(policy.bar_seconds),
+                   spec.universe.calendar)
+
+    def session_fields(self, ts_ns) -> dict:
+        """The session fields of bars stamped `ts_ns` (`crowe.stdlib.sessions.clock`; none
+        without a calendar). Raises `SessionError` for a bar outside the calendar's sessions."""
+        return session_fields(self.calendar, self.bar_seconds, ts_ns)
 
     def default_params(self) -> dict:
         return {p.name: jnp.asarray(int(p.default) if p.dtype == "int" else float(p.default),
@@ -120,11 +128,21 @@ class Engine:
         return carry, out
 
 
-def panel_bars(panel) -> dict:
-    """The panel as scan inputs: a dict of arrays with a leading time axis."""
+def session_fields(calendar: str | None, bar_seconds: int, ts_ns) -> dict:
+    if calendar is None:
+        return {}
+    from crowe.stdlib.sessions import clock
+    return clock(calendar, ts_ns, bar_seconds)
+
+
+def panel_bars(panel, engine: Engine | None = None) -> dict:
+    """The panel as scan inputs: a dict of arrays with a leading time axis, with the session
+    fields of the engine's calendar when it has one."""
+    clock = engine.session_fields(panel.ts) if engine is not None else {}
     return {"ts": jnp.asarray(panel.ts, jnp.int64),
             **{k: jnp.asarray(getattr(panel, k), jnp.float64) for k in BAR_FIELDS},
-            "valid": jnp.asarray(panel.valid, bool)}
+            "valid": jnp.asarray(panel.valid, bool),
+            **{k: jnp.asarray(v, jnp.int64) for k, v in clock.items()}}
 
 
 def bar_at(bars: dict, t: int) -> dict:

@@ -288,7 +288,7 @@ def run_test_file(path: str, engines: dict | None = None) -> FileResult:
     from .backtest import backtest, make_runner
     from .data import DataError, align, load_bars
     from .engine import Engine, ParamError
-    from .run import RunError, check_bar_size, checked_policy
+    from .run import RunError, check_bar_size, check_sessions, checked_policy
     spec, source, root = read_test_file(path)
     policy_path = str((Path(path).parent / spec.policy))
     try:
@@ -305,6 +305,8 @@ def run_test_file(path: str, engines: dict | None = None) -> FileResult:
         panel = panel.select(listed)
     try:
         check_bar_size(panel, path, "policy", checked.bar_seconds)
+        check_sessions(panel, path, "policy", checked.bar_seconds,
+                       checked.spec.universe.calendar)
     except RunError as e:
         raise PolicyTestError(f"{path}: {e}") from None
     key = (str(Path(policy_path).resolve()), tuple(panel.symbols), float(spec.cash))

@@ -43,21 +43,23 @@ def prepare(policy_path: str, data: str | None, start: str | None, end: str | No
     check = checked_policy(policy_path)
     symbols = check.policy.spec.universe.symbols
     panel, report, data, first = load_panel(symbols, data, start, end, "policy",
-                                            check.policy.bar_seconds)
+                                            check.policy.bar_seconds,
+                                            check.policy.spec.universe.calendar)
     return Prepared(check, panel, report, data, first)
 
 
 def load_panel(symbols, data: str | None, start: str | None, end: str | None, whose: str,
-               bar_seconds: int):
+               bar_seconds: int, calendar: str | None = None):
     """The panel of `symbols` (or of every symbol in the file, for `from_data`): from `data`,
     or the bundled file that holds them all, from its first bar to `end`. The bars before
     `start` stay in the panel as warm-up. Returns (panel, report, data path, index of the
     first bar at or after `start`, 0 without one).
 
     Refuses data whose bar size (the median spacing of its timestamps) is not the policy's
-    `universe.bar`: every annualisation, window and duration would silently be wrong."""
+    `universe.bar`: every annualisation, window and duration would silently be wrong; and,
+    with a `calendar`, data with a bar outside the calendar's sessions."""
     if data is None:
-        found = default_data(symbols)
+        found = default_data(symbols, int(bar_seconds))
         if found is None:
             raise RunError(f"no bundled data file holds every symbol of the {whose}'s universe; "
                            "pass one with --data")
@@ -74,6 +76,7 @@ def load_panel(symbols, data: str | None, start: str | None, end: str | None, wh
     if panel.T == 0:
         raise RunError(f"`{data}` has no bars in the chosen dates")
     check_bar_size(panel, data, whose, bar_seconds)
+    check_sessions(panel, data, whose, bar_seconds, calendar)
     first = 0
     if start is not None:
         first = int(np.searchsorted(panel.ts, to_ns(start), side="left"))
@@ -94,6 +97,18 @@ def check_bar_size(panel, data: str, whose: str, bar_seconds: int) -> None:
     raise RunError(f"the {whose} trades {want} bars but `{data}` has {have} bars (the median "
                    f"spacing of its timestamps): annualisation, windows and durations would "
                    f"all be wrong; use {want} bars (resample the data) or {fix}")
+
+
+def check_sessions(panel, data: str, whose: str, bar_seconds: int, calendar: str | None) -> None:
+    """Every bar inside a session of the calendar (`crowe.stdlib.sessions.clock`)."""
+    if calendar is None:
+        return
+    from crowe.stdlib.sessions import SessionError, clock
+    try:
+        clock(calendar, panel.ts, int(bar_seconds))
+    except SessionError as e:
+        raise RunError(f"`{data}`: {e}; the {whose} trades on `universe.calendar: {calendar}` "
+                       "(filter the bars to its sessions, or choose another calendar)") from None
 
 
 def data_warnings(prep: Prepared, engine) -> list[str]:
@@ -191,5 +206,5 @@ def prepare_artifact(path: str, data: str | None, start: str | None, end: str | 
         raise RunError(f"`{path}`: its manifest records no bar size (universe.bar_seconds); "
                        "compile the policy again with this version of crowe-compile")
     panel, report, data, first = load_panel(loaded.engine.symbols, data, start, end,
-                                            "artifact", bar_seconds)
+                                            "artifact", bar_seconds, loaded.engine.calendar)
     return Prepared(None, panel, report, data, first), loaded

@@ -42,7 +42,7 @@ from jax._src.interpreters import batching
 from jax.extend.core import Literal
 
 from .backtest import CHUNK, _pad, _strong, make_runner
-from .engine import BAR_FIELDS, Engine, ParamError, panel_bars
+from .engine import BAR_FIELDS, Engine, ParamError, panel_bars, session_fields
 from .metrics import KEYS, compute_metrics
 
 SERIES = ("equity", "gross", "net", "traded_notional", "costs", "borrow", "portfolio_reasons")
@@ -358,7 +358,7 @@ def sweep(engine: Engine, panel, combos: list[dict], start: int = 0, batch: int 
     compute each run's metrics from `start`; `progress(done, total)` counts bar-runs."""
     batch = runner.batch if runner else batch or batch_size(engine, len(combos))
     runner = runner or BatchRunner(engine, batch, swept=swept_names(combos))
-    bars = {k: np.asarray(v) for k, v in panel_bars(panel).items()}
+    bars = {k: np.asarray(v) for k, v in panel_bars(panel, engine).items()}
     records = _in_batches(runner, engine, [full_params(engine, c) for c in combos],
                           [engine.init_carry()] * len(combos), bars, start, progress)
     return _result(engine, combos, records, np.asarray(panel.ts)[start:], start)
@@ -426,6 +426,7 @@ def sweep_instruments(policy, panel, combos: list[dict], cash: float, start: int
         groups.setdefault((u.restricted, u.can_short, u.sector_ids), []).append(s)
     rows, rec_parts, syms = [], [], []
     full = {k: np.asarray(v) for k, v in panel_bars(panel).items()}
+    full.update(session_fields(policy.spec.universe.calendar, policy.bar_seconds, panel.ts))
     done_runs, all_runs = 0, len(combos) * panel.N
     for members in groups.values():
         engine = Engine.from_policy(policy, [members[0]], cash)

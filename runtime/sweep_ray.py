@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from .run import RunError
-from .sweep import SERIES, BatchRunner, _result, batch_size, full_params
+from .sweep import SERIES, BatchRunner, _result, batch_size, full_params, session_fields
 
 INSTALL = "pip install 'crowe-policy[ray]'"
 # Given to every task, set in its worker before JAX starts there: the float code (XLA_FLAGS)
@@ -174,6 +174,8 @@ def sweep_ray(policy, panel, combos: list[dict], cash: float, start: int = 0,
         env = environment()
         here = toolchain()
         full = {k: np.asarray(v) for k, v in panel_bars(panel).items()}
+        full.update(session_fields(policy.spec.universe.calendar, policy.bar_seconds,
+                                   panel.ts))
         source = (policy.source.path, policy.source.text)
         T = panel.T
         if per_instrument:

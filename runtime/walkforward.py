@@ -106,7 +106,7 @@ def walk_forward(engine: Engine, panel, combos: list[dict], fold_list: list[Fold
                  runner: BatchRunner | None = None) -> WalkForward:
     runner = runner or BatchRunner(engine, batch_size(engine, len(combos)))
     single = runner.single
-    bars = {k: np.asarray(v) for k, v in panel_bars(panel).items()}
+    bars = {k: np.asarray(v) for k, v in panel_bars(panel, engine).items()}
     chosen, ins, outs, stats, eq, ts, fold_ix, pos = [], [], [], [], [], [], [], []
     book = None
     for i, f in enumerate(fold_list):

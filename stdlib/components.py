@@ -54,8 +54,6 @@ IMPACT_WINDOW = 20
 # Names a user may know from the documentation or other tools that have no component yet: the
 # checker refuses them with this advice (they are not in the schema).
 NOT_AVAILABLE = {
-    ("universe", "calendar"): "bars are taken as the data gives them, with days as UTC "
-                              "calendar days: remove it",
     ("compliance", "wash_trade_prevention"): "the step sends at most one order per instrument "
                                              "and bar, so it cannot trade with itself: remove it",
 }

@@ -19,7 +19,7 @@ from crowe.runtime.data import load_bars
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ("cs_mom_v1", "xs_reversal_v1", "ts_trend_v1", "mv_sector_v1", "hrp_sleeve_v1",
-            "rp_book_v1")
+            "rp_book_v1", "intraday_twap_v1")
 
 
 def policy_path(name: str) -> Path:
@@ -46,7 +46,7 @@ def compiled(name: str) -> bytes:
 def panel(name: str):
     policy, _ = checked(name)
     listed = policy.spec.universe.symbols
-    p, _ = load_bars(default_data(listed))
+    p, _ = load_bars(default_data(listed, int(policy.bar_seconds)))
     return p if listed == "from_data" else p.select(listed)
 
 

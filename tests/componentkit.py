@@ -16,7 +16,7 @@ setting's doing and nothing else's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
@@ -135,11 +135,10 @@ class Tapped:
         b.algo = taps[("execution", pir.spec.execution.algo)].wrapped()
         b.limits = {n: taps[("limit", n)].wrapped() for n in b.limits}
         b.rules = {n: taps[("rule", n)].wrapped() for n in b.rules}
-        spec = pir.spec
-        engine = Engine(spec.policy, spec.version, b.u.symbols, b.cfg, b.bpy, b.reasons,
-                        pir.params, pir.warmup, b.init_state, b.step)
+        engine = replace(Engine.from_policy(policy, symbols), init_state=b.init_state,
+                         step=b.step)
         runner = make_runner(engine)
-        _, out = runner(engine.params(), engine.init_carry(), panel_bars(panel))
+        _, out = runner(engine.params(), engine.init_carry(), panel_bars(panel, engine))
         return cls(taps, to_numpy(out), tuple(symbols), b.ctx)
 
     def replay(self, key, policy=None):

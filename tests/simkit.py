@@ -121,7 +121,7 @@ class Sim:
 
     def run(self, panel: Panel, params: dict | None = None) -> dict:
         params = self.engine.params() if params is None else params
-        _, out = self.runner(params, self.engine.init_carry(), panel_bars(panel))
+        _, out = self.runner(params, self.engine.init_carry(), panel_bars(panel, self.engine))
         return to_numpy(out)
 
 

@@ -130,6 +130,7 @@ def test_artifact_backtest_is_the_source_backtest_bit_for_bit(name, tmp_path):
     p = panel(name)
     art = load_artifact(write(tmp_path, compiled(name)), cash=2e6).engine
     src = Engine.from_policy(checked(name)[0], p.symbols, 2e6)
+    assert (art.calendar, art.bar_seconds) == (src.calendar, src.bar_seconds)  # sessions too
     a, b = backtest(art, p), backtest(src, p)
     assert a.out.keys() == b.out.keys()
     for k in a.out:
@@ -140,7 +141,8 @@ def test_artifact_backtest_is_the_source_backtest_bit_for_bit(name, tmp_path):
 
 # The bars the bar-by-bar comparison runs (first, count): past each policy's warm-up, with trades.
 BARS = {"cs_mom_v1": (2500, 300), "xs_reversal_v1": (0, 120), "ts_trend_v1": (0, 150),
-        "mv_sector_v1": (0, 170), "hrp_sleeve_v1": (0, 120), "rp_book_v1": (0, 320)}
+        "mv_sector_v1": (0, 170), "hrp_sleeve_v1": (0, 120), "rp_book_v1": (0, 320),
+        "intraday_twap_v1": (0, 120)}
 
 
 def _window(name):
@@ -150,7 +152,7 @@ def _window(name):
 
 def _bar_by_bar(engine, p) -> dict:
     one, carry, params = make_bar_runner(engine), engine.init_carry(), engine.params()
-    bars, outs = to_numpy(panel_bars(p)), []
+    bars, outs = to_numpy(panel_bars(p, engine)), []
     for t in range(p.T):
         carry, out = one(params, carry, {k: v[t] for k, v in bars.items()})
         outs.append(out)

@@ -142,7 +142,7 @@ def test_one_broken_gate_does_not_hide_another():
     ("execution: {algo: market}", "execution: {algo: market, rebalance: {every: 2mon}}",
      "E0304"),
     ("horizon: 1d", "horizon: 5d", "E0306"),                      # nothing reads it
-    ("bar: 1d}", "bar: 1d, calendar: XNYS}", "E0306"),
+    ("bar: 1d}", "bar: 1d, calendar: XNSY}", "E0305"),           # not a trading calendar
     ("restricted: [IBM]", "restricted: [IBM]\n  wash_trade_prevention: true", "E0306"),
     ("max: 10%, action: halt}", "max: 10%, action: halt, method: parametric}", "E0301"),
 ])

@@ -299,7 +299,8 @@ def test_a_million_rows_load(tmp_path):
 
 # -- bundled data --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["us_tech_daily.parquet", "sp500_2010.parquet"])
+@pytest.mark.parametrize("name", ["us_tech_daily.parquet", "sp500_2010.parquet",
+                                  "aapl_hourly.parquet"])
 def test_bundled_files_load_with_finite_prices_on_valid_bars(name):
     panel, report = load_bars(BUNDLED / name)
     assert panel.valid.any()
@@ -413,7 +414,7 @@ def test_bundled_files_carry_page_checksums(tmp_path):
     is refused (a checksum or decoding error), never read as another price."""
     import shutil
     data = Path(__file__).resolve().parent.parent / "examples" / "data"
-    for name in ("us_tech_daily.parquet", "sp500_2010.parquet"):
+    for name in ("us_tech_daily.parquet", "sp500_2010.parquet", "aapl_hourly.parquet"):
         copy = tmp_path / name
         shutil.copy(data / name, copy)
         md = pq.ParquetFile(copy).metadata.row_group(0)

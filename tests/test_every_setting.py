@@ -175,6 +175,9 @@ STRESS = plus(SECTORS, risk__sector_max=None,
                   "crash": {"market": "-20%"}, "panic": {"vol": 2},
                   "chips": {"sector": {"hardware": "-30%"}}}})
 FLIP = plus(compliance={"flip_guard": {"max_flips": 2, "window": 10}})
+# Hourly AAPL bars (the bundled `aapl_hourly.parquet`): a calendar turns `1d` into one session
+HOURLY = plus(params=None, universe={"symbols": ["AAPL"], "bar": "1h"},
+              features__trend="mean(close, 1d) / mean(close, 5d) - 1")
 SIZES = {m: plus(sizing={"method": m, **extra}) for m, extra in (
     ("vol_target", {"vol_target": "10%"}), ("equal", {}), ("inverse_vol", {}))}
 
@@ -185,6 +188,8 @@ SIZES = {m: plus(sizing={"method": m, **extra}) for m, extra in (
 VARIANTS = {
     "universe.symbols": (MIN, plus(universe__symbols=SYMBOLS[:3]), "changes"),
     "universe.bar": (MIN, plus(universe__bar="1h"), "changes"),
+    "universe.calendar": (HOURLY, plus(HOURLY, universe__calendar="XNYS"), "changes",
+                          "hourly"),
     "universe.sectors.*": (SECTORS, plus(SECTORS, universe__sectors__MSFT="hardware"),
                            "changes"),
     "params.*.default": (MIN, plus(params__fast__default=20), "changes"),
@@ -551,7 +556,8 @@ def panels():
     gappy = simkit.Panel(ts=p.ts, symbols=p.symbols, valid=valid,
                          **{f: np.where(valid, getattr(p, f), np.nan)
                             for f in ("open", "high", "low", "close", "volume")})
-    return {"bundled": p, "gappy": gappy}
+    hourly, _ = load_bars(default_data(["AAPL"], 3600), end="2024-10-31")
+    return {"bundled": p, "gappy": gappy, "hourly": hourly}
 
 
 _RUNS: dict[str, componentkit.Tapped] = {}

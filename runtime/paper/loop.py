@@ -190,6 +190,10 @@ class PaperRunner:
                             f"{self.max_ahead / 3.6e12:g} hours ahead of the clock "
                             f"({_iso(now)}); see --max-ahead")
                 continue
+            off = self.off_session(item.ts)
+            if off is not None:
+                self.refuse(s, {"ts": item.ts}, off)
+                continue
             if self.last_ts is not None and item.ts <= self.last_ts:
                 if s.processed == 0 and s.redone == 0:
                     s.skipped += 1          # processed before a restart (or a crash)
@@ -202,6 +206,16 @@ class PaperRunner:
                 on_bar(s.last)
             if limit is not None and s.processed + s.redone >= limit:
                 break
+
+    def off_session(self, ts: int) -> str | None:
+        """Why a bar lies outside the sessions of the artifact's calendar, or None."""
+        from crowe.stdlib.sessions import SessionError
+        try:
+            self.engine.session_fields(np.array([ts], np.int64))
+        except SessionError:
+            return (f"bar dated {_iso(ts)} lies outside the sessions of the "
+                    f"`{self.engine.calendar}` calendar (universe.calendar)")
+        return None
 
     def refuse(self, s: Summary, where: dict, reason: str) -> None:
         """A bar or line not applied: logged, counted, and shown by `crowe paper status`; it
@@ -235,6 +249,8 @@ class PaperRunner:
             control = {"override": redo["override"], "reason": ""}
         override = control["override"]
         arrays = {k: jnp.asarray(v) for k, v in bar.arrays().items()}
+        arrays.update({k: jnp.asarray(v[0]) for k, v in
+                       self.engine.session_fields(np.array([bar.ts], np.int64)).items()})
         carry = dict(self.carry, state=dict(self.carry["state"],
                                             override=jnp.asarray(OVERRIDES[override], jnp.int64)))
         cancelled = []

@@ -46,6 +46,11 @@ class Execution(Section):
         h = getattr(self, "horizon", None)
         return 1 if h is None else (h.bars(bar_seconds) or 1)
 
+    def rest_of_session(self, bar_seconds: int) -> bool:
+        """Whether each parent is worked over the rest of its session instead of a fixed
+        horizon (`twap` without a `horizon` on intraday bars)."""
+        return False
+
 
 class Sliced(Execution):
     """An algorithm that works each parent over ``horizon`` (a duration or a number of bars)."""

@@ -1,6 +1,10 @@
 """``twap``: time-weighted slices, equal child orders over ``horizon`` bars (a duration such as
-``5d`` or a number of bars; default 5). At bar ``k`` of the parent (``k = 0`` on the bar it
-opens), with ``n = horizon - k`` bars left::
+``5d`` or a number of bars). Without a ``horizon``, on intraday bars a parent is worked over the
+rest of its session: ``horizon`` is the bar field ``session_left`` when it opens (the bars of the
+session still to come, so that its last child fills at the session's last bar; a parent opened
+at a session's last bar is worked over the whole next session; sessions are those of
+`universe.calendar`, or UTC calendar days without one); on daily bars it is 5 bars. At bar ``k``
+of the parent (``k = 0`` on the bar it opens), with ``n = horizon - k`` bars left::
 
     child_k = remaining_k / n          (whole shares toward zero; the last slice takes the rest)
 
@@ -22,13 +26,26 @@ from __future__ import annotations
 
 from typing import Literal
 
+from crowe.dsl.fields import Dur
 from crowe.stdlib.component import Component, stateless
 
 from .common import Sliced, left, market
 
 
+DAILY_HORIZON = 5       # bars, on daily bars without a horizon
+
+
 class Settings(Sliced):
     algo: Literal["twap"]
+    horizon: Dur | None = None
+
+    def horizon_bars(self, bar_seconds: int) -> int:
+        if self.horizon is None:
+            return DAILY_HORIZON
+        return super().horizon_bars(bar_seconds)
+
+    def rest_of_session(self, bar_seconds: int) -> bool:
+        return self.horizon is None and bar_seconds < 86_400
 
 
 def make(s: Settings):
