@@ -459,10 +459,26 @@ METADATA = {"policy", "version", "owner", "description", "params.*.doc"}
 # Settings whose behaviour is a refusal at run time, proven here by calling it.
 BOUNDS = {"params.*.range"}
 
+# The action and cooldown of each limit and rule but the generic ones (`rule_changes`).
+RULE_LEVEL = {f"{r}.{s}" for r in (
+    "risk.drawdown.intraday",
+    "risk.trailing_stop",
+    "stand_down.data_gap",
+    "stand_down.vol_spike",
+    "stand_down.loss_streak",
+    "stand_down.regime",
+    "stand_down.change_point",
+    "stand_down.drift",
+    "stand_down.crash_sentinel",
+    "stand_down.fragility",
+) for s in ("action", "cooldown")}
+
 # Settings that only their component reads, each proven on the component run alone over the
 # inputs the step gave it in the base's backtest (`componentkit`): one small compile instead of a
-# whole backtest's. Every other setting changes the decisions of a whole backtest.
+# whole backtest's. Every setting in neither set changes the decisions of a whole backtest.
 COMPONENT_LEVEL = {
+    "compliance.flip_guard.max_flips",
+    "compliance.flip_guard.window",
     "execution[is].horizon",
     "execution[is].risk_aversion",
     "execution[limit].limit_offset",
@@ -614,6 +630,39 @@ def component_changes(path: str, base: dict, variant: dict, panel, which: str) -
         f"`{path}` changed nothing that {key} hands the step on the bundled data"
 
 
+def _active(fired: np.ndarray, cooldown: int) -> np.ndarray:
+    """A rule's active mask at each bar from its verdicts, as the step keeps it: active when it
+    fires or while the cooldown of its last firing runs."""
+    cd, out = np.zeros(fired.shape[1:], np.int64), np.zeros(fired.shape, bool)
+    for t, f in enumerate(fired):
+        out[t] = f | (cd > 0)
+        cd = np.where(f, cooldown, np.maximum(cd - 1, 0))
+    return out
+
+
+def rule_changes(path: str, base: dict, variant: dict, panel, which: str) -> None:
+    """The action or cooldown of one limit or rule: the step applies both in one place for every
+    limit and rule (`StepBuilder.monitors`), and the generic variants (`stand_down.*.action`,
+    `stand_down.*.cooldown`, `risk.drawdown.from_peak.action`, `...cooldown`) prove on whole
+    backtests that other actions and cooldowns give other decisions. What is left to prove per
+    rule is that it is in force at some bar of the base's backtest (its action then acts), and
+    for a cooldown that the two cooldowns keep it in force on different bars."""
+    b, v = simkit.check(base), simkit.check(variant)
+    changed = componentkit.changed(b, v)
+    assert changed is not None and len(changed) == 1, changed
+    kind, name = changed[0]
+    info_b, info_v = (getattr(p, kind + "s")[name] for p in (b, v))
+    fired = np.asarray(tapped(base, panel, which).recorded(changed[0])[0]["fired"], bool)
+    assert fired.any(), f"`{path}`: the {kind} `{name}` never fires on the bundled data"
+    if path.endswith(".action"):
+        assert info_b.action != info_v.action and info_b.cooldown == info_v.cooldown
+    else:
+        assert path.endswith(".cooldown") and info_b.action == info_v.action
+        assert not np.array_equal(_active(fired, info_b.cooldown),
+                                  _active(fired, info_v.cooldown)), \
+            f"`{path}`: both cooldowns keep `{name}` in force on the same bars"
+
+
 @pytest.mark.parametrize("path", sorted(VARIANTS))
 def test_setting_changes_the_decisions_or_is_refused(path, panels):
     base, variant, expect, *which = VARIANTS[path]
@@ -634,13 +683,16 @@ def test_setting_changes_the_decisions_or_is_refused(path, panels):
     if path in COMPONENT_LEVEL:
         component_changes(path, base, variant, panel, which)
         return
+    if path in RULE_LEVEL:
+        rule_changes(path, base, variant, panel, which)
+        return
     assert not _same(decisions(base, panel, which), decisions(variant, panel, which)), \
         f"`{path}` changed nothing on the bundled data"
 
 
 def test_component_level_settings_are_variants():
-    assert COMPONENT_LEVEL <= set(VARIANTS)
-    assert all(VARIANTS[p][2] == "changes" for p in COMPONENT_LEVEL)
+    assert COMPONENT_LEVEL | RULE_LEVEL <= set(VARIANTS) and not COMPONENT_LEVEL & RULE_LEVEL
+    assert all(VARIANTS[p][2] == "changes" for p in COMPONENT_LEVEL | RULE_LEVEL)
 
 
 def test_parameter_ranges_refuse_values_outside_them():
