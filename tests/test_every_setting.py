@@ -175,6 +175,9 @@ STRESS = plus(SECTORS, risk__sector_max=None,
                   "crash": {"market": "-20%"}, "panic": {"vol": 2},
                   "chips": {"sector": {"hardware": "-30%"}}}})
 FLIP = plus(compliance={"flip_guard": {"max_flips": 2, "window": 10}})
+# Every order rule with a loose setting, for the variants that tighten one
+ORDERS = plus(compliance={"max_order_shares": 10**7, "max_order_notional": 1e10,
+                          "price_collar": "50%"})
 # Hourly AAPL bars (the bundled `aapl_hourly.parquet`): a calendar turns `1d` into one session
 HOURLY = plus(params=None, universe={"symbols": ["AAPL"], "bar": "1h"},
               features__trend="mean(close, 1d) / mean(close, 5d) - 1")
@@ -425,10 +428,11 @@ VARIANTS = {
         LOCATES, plus(LOCATES, compliance__shorting__locate_required=False), "changes"),
     "compliance.shorting.locates": (
         LOCATES, plus(LOCATES, compliance__shorting__locates=["IBM"]), "changes"),
-    "compliance.max_order_shares": (MIN, plus(compliance__max_order_shares=500), "changes"),
-    "compliance.max_order_notional": (MIN, plus(compliance__max_order_notional=2e4),
+    "compliance.max_order_shares": (ORDERS, plus(ORDERS, compliance__max_order_shares=500),
+                                    "changes"),
+    "compliance.max_order_notional": (ORDERS, plus(ORDERS, compliance__max_order_notional=2e4),
                                       "changes"),
-    "compliance.price_collar": (MIN, plus(compliance__price_collar="3%"), "changes"),
+    "compliance.price_collar": (ORDERS, plus(ORDERS, compliance__price_collar="3%"), "changes"),
     "compliance.flip_guard.max_flips": (FLIP, plus(FLIP, compliance__flip_guard__max_flips=4),
                                         "changes"),
     "compliance.flip_guard.window": (FLIP, plus(FLIP, compliance__flip_guard__window=40),
@@ -477,6 +481,9 @@ RULE_LEVEL = {f"{r}.{s}" for r in (
 # inputs the step gave it in the base's backtest (`componentkit`): one small compile instead of a
 # whole backtest's. Every setting in neither set changes the decisions of a whole backtest.
 COMPONENT_LEVEL = {
+    "compliance.max_order_shares",
+    "compliance.max_order_notional",
+    "compliance.price_collar",
     "compliance.flip_guard.max_flips",
     "compliance.flip_guard.window",
     "execution[is].horizon",

@@ -260,3 +260,20 @@ def test_bad_exits_are_refused_with_a_hint(text, problem):
     text_out = " ".join(d.message + " " + str(d.help or "") for d in result.errors)
     assert problem in text_out, text_out
 
+
+
+def test_a_paper_cancel_drops_the_resting_exits_so_nothing_fills_during_a_halt():
+    """The operator's kill or halt cancels the working orders and the stops and take-profits
+    resting with the broker: a bar that trades through both levels fills nothing after it."""
+    from crowe.runtime.paper.loop import PaperBroker
+    one = lambda *x: jnp.array(x, jnp.float64)             # noqa: E731
+    carry = {"qty": one(5.0, -5.0), "limit": one(jnp.nan, 101.0),
+             "stop": one(95.0, 105.0), "take": one(110.0, 90.0)}
+    dropped = PaperBroker.cancel(carry)
+    assert not np.asarray(dropped["qty"]).any() and np.isnan(dropped["limit"]).all()
+    assert np.isnan(dropped["stop"]).all() and np.isnan(dropped["take"]).all()
+    fills, hit = mk.exit_fills(
+        mk.MarketConfig(), mk.Exits(dropped["stop"], dropped["take"]), one(100.0, -100.0),
+        one(100.0, 100.0), one(120.0, 120.0), one(80.0, 80.0), one(100.0, 100.0),
+        one(1e6, 1e6), jnp.array([True, True]), one(1e6, 1e6), one(0.02, 0.02))
+    assert not np.asarray(fills.qty).any() and not np.asarray(hit).any()
