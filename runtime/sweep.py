@@ -18,7 +18,7 @@ run divides by a scalar that has several uses, so the batched run rounded differ
 (measured on `ts_trend_v1`: weights 1.4e-17 apart at bar 180, then one share more in an order,
 then equity apart by 0.6 at the end; with the simplifier off in both programs the naive `vmap`
 was bit-identical). The batch program's divisions therefore divide by the divisor materialised
-at the result's shape behind an optimisation barrier (`_div_batcher`), which no rewrite
+at the result's shape behind an optimisation barrier (`_barrier_div`), which no rewrite
 crosses, and an IEEE division rounds once either way. Second, a `lax.cond` whose predicate a
 swept parameter reaches runs both branches for the whole batch; the running sums' exact
 recompute is scheduled on the window range's smallest value instead of the window, so its
@@ -111,17 +111,18 @@ class _Barrier(threading.local):
 
 
 _BARRIER = _Barrier()
-_DIV_BATCHER = batching.fancy_primitive_batchers[lax.div_p]
+# The division's batching rule: JAX 0.7 and later keep it among the "fancy" rules, which take
+# the axis data first; earlier releases among the plain ones.
+_FANCY = lax.div_p in batching.fancy_primitive_batchers
+_RULES = batching.fancy_primitive_batchers if _FANCY else batching.primitive_batchers
+_DIV_BATCHER = _RULES[lax.div_p]
 
 
-def _div_batcher(axis_data, args, dims, **params):
+def _barrier_div(size, args, dims, params):
     """`vmap` of a division whose divisor is kept as an array of the result's shape behind an
     optimization barrier, so that XLA's simplifier cannot rewrite `a / broadcast(b)` into
     `a * broadcast(1 / b)`; every member then divides as its single run does (IEEE division
     rounds once, whatever the shape). Only while the sweep's batch program is traced."""
-    if not _BARRIER.on or all(d is None for d in dims):
-        return _DIV_BATCHER(axis_data, args, dims, **params)
-    size = axis_data.size
     elem = [np.shape(a) if d is None else np.shape(a)[:d] + np.shape(a)[d + 1:]
             for a, d in zip(args, dims)]
     shape = (size,) + tuple(np.broadcast_shapes(*elem))
@@ -132,7 +133,20 @@ def _div_batcher(axis_data, args, dims, **params):
     return lax.div_p.bind(x, y, **params), 0
 
 
-batching.fancy_primitive_batchers[lax.div_p] = _div_batcher
+def _fancy_div_batcher(axis_data, args, dims, **params):
+    if not _BARRIER.on or all(d is None for d in dims):
+        return _DIV_BATCHER(axis_data, args, dims, **params)
+    return _barrier_div(axis_data.size, args, dims, params)
+
+
+def _plain_div_batcher(args, dims, **params):
+    if not _BARRIER.on or all(d is None for d in dims):
+        return _DIV_BATCHER(args, dims, **params)
+    size = next(np.shape(a)[d] for a, d in zip(args, dims) if d is not None)
+    return _barrier_div(size, args, dims, params)
+
+
+_RULES[lax.div_p] = _fancy_div_batcher if _FANCY else _plain_div_batcher
 
 
 def _depends(jaxpr, inputs: set[int]) -> set[int]:
