@@ -88,9 +88,8 @@ class PaperBroker:
     def cancel(carry: dict) -> dict:
         """Drop every working order, the resting protective exits (stop and take-profit
         levels) included: nothing fills during a halt."""
-        dropped = {k: jnp.full_like(carry[k], jnp.nan) for k in ("stop", "take") if k in carry}
         return dict(carry, qty=jnp.zeros_like(carry["qty"]),
-                    limit=jnp.full_like(carry["limit"], jnp.nan), **dropped)
+                    **{k: jnp.full_like(carry[k], jnp.nan) for k in ("limit", "stop", "take")})
 
 
 class PaperRunner:
