@@ -10,6 +10,7 @@ it.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field, fields
 
 from crowe.dsl.source import Span
@@ -31,14 +32,23 @@ class _CachedHash:
         super().__init_subclass__(**kwargs)
         cls.__hash__ = _CachedHash.__hash__   # an explicit hash, which @dataclass keeps
 
+    def _key(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self) if f.compare)
+
     def __hash__(self) -> int:
         try:
             return self._hash
         except AttributeError:
-            key = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
-            h = hash((type(self).__name__, key))
+            h = hash((type(self).__name__, self._key()))
             object.__setattr__(self, "_hash", h)
             return h
+
+
+def _bits(v) -> tuple:
+    """A literal's identity: its kind and, for a float, its IEEE bit pattern."""
+    if isinstance(v, float):
+        return ("f", struct.pack("<d", v))
+    return (type(v).__name__, v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +69,22 @@ class Node(_CachedHash):
 
 @dataclass(frozen=True, slots=True)
 class Const(Node):
+    """A literal. Two constants are equal when their values have the same bits: -0.0 and 0.0 (and
+    two NaNs) are told apart by their bits, not by `==`, so common-subexpression elimination and
+    the passes' memos never merge a signed zero into an unsigned one."""
     value: float | int | bool
+
+    def _key(self) -> tuple:
+        return (self.type, _bits(self.value))
+
+    def __eq__(self, other):
+        if type(other) is not Const:
+            return NotImplemented
+        return self.type == other.type and _bits(self.value) == _bits(other.value)
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
 
 
 @dataclass(frozen=True, slots=True)

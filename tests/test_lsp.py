@@ -55,7 +55,9 @@ class Client:
     def request(self, method: str, params: dict) -> dict:
         self.next_id += 1
         self.send({"id": self.next_id, "method": method, "params": params})
-        return self.wait(lambda m: m.get("id") == self.next_id)["result"]
+        reply = self.wait(lambda m: m.get("id") == self.next_id)
+        assert "result" in reply, f"{method} answered {reply}"
+        return reply["result"]
 
     def notify(self, method: str, params: dict) -> None:
         self.send({"method": method, "params": params})
