@@ -12,7 +12,8 @@ Every `crowe backtest --out DIR` writes it next to the tables::
   data          path (as given), sha256 of the file, symbols
   period        first_bar (the first bar simulated, warm-up included), start (first bar
                 traded and counted), end, bars (counted), warmup (the policy's, in bars),
-                warmup_bars_before_start, bars_per_year (for annualisation)
+                warmup_bars_before_start, bars_per_year (for annualisation), calendar (the
+                `universe.calendar` the bars are counted on, or null)
   command       the command line, as a list and as one shell-quoted string; cwd
   versions      crowe, python, jax, jaxlib, numpy, pyarrow, the JAX backend
   files         each result file written with its SHA-256
@@ -75,7 +76,8 @@ def _manifest(policy_path: str, engine, prep, cash: float, files: list[Path], ar
         "period": {"first_bar": _day(panel.ts[0]), "start": _day(panel.ts[first]),
                    "end": _day(panel.ts[-1]), "bars": int(panel.T - first),
                    "warmup": int(engine.warmup), "warmup_bars_before_start": int(first),
-                   "bars_per_year": float(engine.bars_per_year)},
+                   "bars_per_year": float(engine.bars_per_year),
+                   "calendar": engine.calendar},
         "command": _command(argv),
         "versions": versions(),
         "files": {p.name: file_sha256(p) for p in files},

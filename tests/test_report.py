@@ -95,6 +95,7 @@ def test_run_json_records_what_ran(results):
     assert period["bars"] == printed["bars"] == pq.read_metadata(out / "equity.parquet").num_rows
     assert period["warmup_bars_before_start"] == printed["warmup_bars_before_start"] > 0
     assert period["warmup"] == printed["warmup"] and period["bars_per_year"] == 252.0
+    assert period["calendar"] is None
     assert run["command"]["line"] == shlex.join(run["command"]["argv"])   # in-process: pytest's
     assert run["command"]["cwd"] == os.getcwd()
     assert {"crowe", "python", "jax", "jaxlib", "numpy", "pyarrow"} <= set(run["versions"])

@@ -267,3 +267,15 @@ def test_paper_replay_adds_the_session_fields_and_refuses_an_after_hours_bar(exa
     records, _ = Journal(tmp_path / "state").read()
     for t, rec in enumerate(records):
         assert rec["decision"] == decision_digest({k: ref[k][t] for k in ref}), t
+
+
+def test_run_json_records_the_calendar(example, tmp_path):
+    """A results directory says which calendar its bars were counted on: the annualisation and
+    every `1d` window depend on it."""
+    from crowe.runtime.manifest import build_manifest
+    engine, panel, _ = example
+    prep = SimpleNamespace(panel=panel, start=0, data_path="aapl_hourly.parquet",
+                           report=SimpleNamespace(sha256="0" * 64))
+    check = check_text(TEXT, str(EXAMPLE))
+    period = build_manifest(str(EXAMPLE), engine, {}, prep, 1e6, {}, check=check)["period"]
+    assert period["calendar"] == "XNYS" and period["bars_per_year"] == engine.bars_per_year
