@@ -69,22 +69,16 @@ class Node(_CachedHash):
 
 @dataclass(frozen=True, slots=True)
 class Const(Node):
-    """A literal. Two constants are equal when their values have the same bits: -0.0 and 0.0 (and
-    two NaNs) are told apart by their bits, not by `==`, so common-subexpression elimination and
-    the passes' memos never merge a signed zero into an unsigned one."""
+    """A literal. Two constants are equal when their types are and their values have the same
+    bits, not by `==`: -0.0 and 0.0 stay apart (so common-subexpression elimination and the
+    passes' memos never merge a signed zero into an unsigned one) and a NaN equals itself."""
     value: float | int | bool
 
     def _key(self) -> tuple:
         return (self.type, _bits(self.value))
 
     def __eq__(self, other):
-        if type(other) is not Const:
-            return NotImplemented
-        return self.type == other.type and _bits(self.value) == _bits(other.value)
-
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
+        return self._key() == other._key() if type(other) is Const else NotImplemented
 
 
 @dataclass(frozen=True, slots=True)
